@@ -1,0 +1,46 @@
+# Two set-up commands: `make bench` and `make test`. Both create .venv when it is missing,
+# install what changed (nothing when nothing changed) and run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+SRC    := pyproject.toml $(shell find bench methods metrics datasets configs -type f \( -name '*.py' -o -name '*.toml' \) 2>/dev/null)
+ARGS   ?=
+
+.PHONY: bench test test-fast lint clean
+
+bench: $(VENV)/.installed
+	$(BIN)/xaibench run synthetic $(ARGS)
+
+test: $(VENV)/.installed $(VENV)/.dev
+	@$(BIN)/python -m pytest $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-fast: $(VENV)/.installed $(VENV)/.dev
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check bench methods metrics datasets tests benchmarks examples
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Third-party dependencies: re-installed only when pyproject.toml changes.
+$(VENV)/.deps: pyproject.toml | $(BIN)/python
+	$(PIP) install "setuptools>=68" wheel
+	$(PIP) install .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.deps
+	$(PIP) install ".[dev]"
+	touch $@
+
+# The package itself (a regular, non-editable install): re-installed when a source file changes.
+$(VENV)/.installed: $(SRC) $(VENV)/.deps
+	rm -rf build
+	$(PIP) install --quiet --no-deps --no-build-isolation --force-reinstall .
+	rm -rf build
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,273 @@
+"""Experiment configs: TOML files read into frozen dataclasses and checked before any compute.
+
+A config has five sections::
+
+    [run]                 seed, device, batch_size, out, bootstrap, target
+    [dataset]             name = <dataset plugin>, then the plugin's parameters
+    [models.<id>]         arch and training settings (bench/models.py: ModelConfig)
+    [methods.<id>]        optional plugin = <method plugin> (default: <id>), then its parameters
+    [metrics.<id>]        optional plugin = <metric plugin> (default: <id>), then its parameters
+
+Every name is checked against the registries (from package metadata, without importing any
+plugin) before any plugin is built; then every parameter is checked against the plugin's
+keyword-only constructor arguments and their type hints, and the plugins check their ranges.
+Any problem raises :class:`ConfigError` naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from xaibench.plugins import ParamError, build
+from xaibench.registry import DATASETS, METHODS, METRICS, Registry, RegistryError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SECTIONS = ("run", "dataset", "models", "methods", "metrics")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """The ``[run]`` section.
+
+    Attributes:
+        seed: seeds data generation, training, seeded methods and the bootstrap.
+        device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        batch_size: images per batch when explaining and scoring.
+        out: output folder; the run goes to <out>/<dataset>/<config>-<hash>/.
+        bootstrap: resamples for the 95% confidence intervals.
+        target: the class explained and scored: the true "label" or the "predicted" class.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 32
+    out: str = "results"
+    bootstrap: int = 1000
+    target: Literal["label", "predicted"] = "label"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ParamError("batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.bootstrap < 100:
+            raise ParamError("bootstrap", f"must be >= 100, got {self.bootstrap}")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ParamError("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """One configured plugin: its id in the run, the registry name and its parameters."""
+
+    id: str
+    plugin: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, checked experiment."""
+
+    name: str
+    source: str
+    run: RunConfig
+    dataset: PluginSpec
+    models: tuple[Any, ...]  # tuple[ModelConfig, ...]; typed loosely to keep torch unimported
+    methods: tuple[PluginSpec, ...]
+    metrics: tuple[PluginSpec, ...]
+    raw: dict[str, Any] = field(compare=False, repr=False)
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with every default filled in, as plain data (for hashes and manifests)."""
+        return {
+            "name": self.name,
+            "run": asdict(self.run),
+            "dataset": {"name": self.dataset.plugin, **self.dataset.as_dict()},
+            "models": {m.id: asdict(m) for m in self.models},
+            "methods": {m.id: {"plugin": m.plugin, **m.as_dict()} for m in self.methods},
+            "metrics": {m.id: {"plugin": m.plugin, **m.as_dict()} for m in self.metrics},
+        }
+
+
+# -- locating configs ---------------------------------------------------------------------------
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with the package (``xaibench run <name>``)."""
+    return sorted(p.name[:-5] for p in resources.files("xaibench.configs").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def locate(name_or_path: str) -> tuple[str, str]:
+    """(config name, TOML text) for a shipped config name or a path to a .toml file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or os.sep in name_or_path:
+        if not path.is_file():
+            raise ConfigError(f"config file {name_or_path!r} not found")
+        return path.stem, path.read_text()
+    if name_or_path in shipped_configs():
+        return name_or_path, resources.files("xaibench.configs").joinpath(
+            f"{name_or_path}.toml").read_text()
+    raise ConfigError(
+        f"unknown dataset or config {name_or_path!r}; shipped configs: "
+        f"{', '.join(shipped_configs())}; datasets: {', '.join(DATASETS.names())}. "
+        f"Give one of those names or a path to a .toml file")
+
+
+# -- overrides -----------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (path, value); the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. run.seed=1")
+    key, value = text.split("=", 1)
+    path = key.strip().split(".")
+    if len(path) < 2 or path[0] not in SECTIONS or not all(path):
+        raise ConfigError(f"--set {text!r}: the key must start with one of "
+                          f"{', '.join(SECTIONS)} and name a key, e.g. run.seed=1")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return path, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {part!r} is not a table")
+        node[path[-1]] = value
+    return raw
+
+
+# -- checking ------------------------------------------------------------------------------------
+
+
+def _plugin_specs(section: str, raw: Any, registry: Registry, where: str) -> list[PluginSpec]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [{section}] must be a table of tables, e.g. [{section}.<id>]")
+    specs = []
+    for pid, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}.{pid}] must be a table, got {values!r}")
+        values = dict(values)
+        plugin = values.pop("plugin", pid)
+        try:
+            registry.check(plugin)
+        except RegistryError as exc:
+            raise ConfigError(f"{where}: [{section}.{pid}] {exc}") from None
+        specs.append(PluginSpec(pid, plugin, tuple(sorted(values.items()))))
+    return specs
+
+
+def _built(spec: PluginSpec, registry: Registry, label: str, where: str) -> Any:
+    try:
+        return build(registry.get(spec.plugin), spec.as_dict())
+    except ParamError as exc:
+        raise ConfigError(f"{where}: [{label}] {exc}") from None
+
+
+def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
+    """Check a raw config dict and return the frozen :class:`Config`.
+
+    Raises:
+        ConfigError: on the first problem found, naming ``source``, the section and key.
+    """
+    where = source
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; "
+                          f"allowed sections: {', '.join(SECTIONS)}")
+    for section in ("dataset", "models", "methods", "metrics"):
+        if not raw.get(section):
+            raise ConfigError(f"{where}: section [{section}] is missing or empty")
+
+    # 1. names, from package metadata only (fast, imports no plugin)
+    data = dict(raw["dataset"])
+    if "name" not in data:
+        raise ConfigError(f"{where}: [dataset] name: required key missing (a dataset plugin: "
+                          f"{', '.join(DATASETS.names())})")
+    dataset_name = data.pop("name")
+    try:
+        DATASETS.check(dataset_name)
+    except RegistryError as exc:
+        raise ConfigError(f"{where}: [dataset] name: {exc}") from None
+    methods = _plugin_specs("methods", raw["methods"], METHODS, where)
+    metrics = _plugin_specs("metrics", raw["metrics"], METRICS, where)
+
+    # 2. parameters: types, ranges, cross-section rules
+    try:
+        run = build(RunConfig, raw.get("run", {}))
+    except ParamError as exc:
+        raise ConfigError(f"{where}: [run] {exc}") from None
+    dataset_spec = PluginSpec("dataset", dataset_name, tuple(sorted(data.items())))
+    dataset = _built(dataset_spec, DATASETS, "dataset", where)
+
+    from xaibench.models import ModelConfig  # imports torch: only once the names are known good
+
+    if not isinstance(raw["models"], dict):
+        raise ConfigError(f"{where}: [models] must be a table of tables, e.g. [models.resnet18]")
+    models = []
+    for mid, values in raw["models"].items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [models.{mid}] must be a table, got {values!r}")
+        try:
+            models.append(build(ModelConfig, {"id": mid, **values}))
+        except ParamError as exc:
+            raise ConfigError(f"{where}: [models.{mid}] {exc}") from None
+    for spec in methods:
+        _built(spec, METHODS, f"methods.{spec.id}", where)
+    height, width = dataset.image_size
+    for spec in metrics:
+        metric = _built(spec, METRICS, f"metrics.{spec.id}", where)
+        if metric.requires_masks and not dataset.has_masks:
+            raise ConfigError(f"{where}: [metrics.{spec.id}] needs ground-truth masks, but dataset "
+                              f"{dataset_name!r} has none; remove the metric or use a dataset "
+                              f"with masks")
+        try:
+            metric.check_image_size(height, width)
+        except ParamError as exc:
+            raise ConfigError(f"{where}: [metrics.{spec.id}] {exc}") from None
+    if run.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{where}: [run] device: {run.device!r} requested but CUDA is not "
+                              f"available here; use device = 'cpu' or 'auto'")
+    return Config(name=name, source=source, run=run, dataset=dataset_spec, models=tuple(models),
+                  methods=tuple(methods), metrics=tuple(metrics), raw=raw)
+
+
+def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
+    """Read, override and check a config (a shipped name or a .toml path)."""
+    name, text = locate(name_or_path)
+    source = name_or_path if name_or_path.endswith(".toml") else f"configs/{name}.toml"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    raw = apply_overrides(raw, overrides or [])
+    return parse(raw, name=name, source=source)

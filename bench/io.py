@@ -1,0 +1,72 @@
+"""Atomic file writing, config hashing and tensor caches.
+
+Every file xaibench writes goes through :func:`atomic_write`: a temporary file in the same
+folder, fsync, then ``os.replace``; a crash leaves either the old file or the new one, never
+half of one. Cached tensors carry a SHA-256 checksum of their payload, so a corrupt cache file is
+detected and recomputed instead of being read as data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+
+def config_hash(*parts: Any, length: int = 12) -> str:
+    """A stable short hash of JSON-serialisable parts (key order does not matter)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` atomically: ``write`` fills a temporary file that then replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_checked(path: Path, obj: Any) -> None:
+    """torch.save ``obj`` with a SHA-256 checksum header, atomically."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    atomic_write(path, lambda f: (f.write(digest + b"\n"), f.write(payload)))
+
+
+def load_checked(path: Path) -> Any | None:
+    """The object saved by :func:`save_checked`, or None when missing, partial or corrupt."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    digest, _, payload = blob.partition(b"\n")
+    if hashlib.sha256(payload).hexdigest().encode() != digest:
+        return None
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)

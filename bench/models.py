@@ -1,0 +1,278 @@
+"""Models: torchvision backbones behind a pixel-space wrapper, their training and checkpoint cache.
+
+Every model takes images in [0, 1] ([B,3,H,W]) and returns logits; ImageNet normalisation is
+its first layer (:class:`Classifier`), so perturbation substrates mean the same for every model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from xaibench.datasets.splits import Split, Splits
+from xaibench.io import config_hash, load_checked, save_checked
+from xaibench.plugins import ParamError, check_range
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Classifier(nn.Module):
+    """Pixel-space classifier: normalisation, then a backbone.
+
+    Args:
+        net: the backbone, taking normalised images.
+        cam_layer: dotted name (from this module) of the layer Grad-CAM explains by default.
+        mean, std: per-channel normalisation applied to the [0, 1] input.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        cam_layer: str,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.net = net
+        self.cam_layer = cam_layer
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, C] for images [B, 3, H, W] in [0, 1]."""
+        return self.net((images - self.mean) / self.std)
+
+
+# -- architectures --------------------------------------------------------------------------------
+
+
+def _resnet(factory: Callable[..., nn.Module], weights_enum: str) -> Callable[..., Classifier]:
+    def build(num_classes: int, image_size: tuple[int, int], small_stem: bool,
+              weights: dict | None) -> Classifier:
+        net = factory(weights=None)
+        if weights is not None:
+            net.load_state_dict(weights)
+        net.fc = nn.Linear(net.fc.in_features, num_classes)
+        if small_stem:
+            net.maxpool = nn.Identity()
+        return Classifier(net, cam_layer="net.layer4")
+
+    build.weights_enum = weights_enum  # type: ignore[attr-defined]
+    return build
+
+
+def _vgg16(num_classes: int, image_size: tuple[int, int], small_stem: bool,
+           weights: dict | None) -> Classifier:
+    from torchvision.models import vgg16
+
+    net = vgg16(weights=None)
+    if weights is not None:
+        net.load_state_dict(weights)
+    net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, num_classes)
+    if small_stem:  # small images: keep spatial resolution by dropping the last pooling
+        net.features[-1] = nn.Identity()
+    return Classifier(net, cam_layer="net.features.29")
+
+
+_vgg16.weights_enum = "VGG16_Weights"  # type: ignore[attr-defined]
+
+
+def _architectures() -> dict[str, Callable[..., Classifier]]:
+    from torchvision.models import resnet18, resnet50
+
+    return {
+        "resnet18": _resnet(resnet18, "ResNet18_Weights"),
+        "resnet50": _resnet(resnet50, "ResNet50_Weights"),
+        "vgg16": _vgg16,
+    }
+
+
+ARCHITECTURES = ("resnet18", "resnet50", "vgg16")
+
+
+def pretrained_weights(arch: str, weights_path: str | None) -> dict:
+    """torchvision's ImageNet weights for ``arch``, read from disk only (never downloaded).
+
+    Looks at ``weights_path`` when given, else at torchvision's cache file
+    (``$TORCH_HOME/hub/checkpoints/<file>``).
+
+    Raises:
+        FileNotFoundError: with the expected path and how to get the file there.
+    """
+    import torchvision.models as tvm
+
+    weights = getattr(tvm, _architectures()[arch].weights_enum).DEFAULT  # type: ignore[attr-defined]
+    filename = weights.url.rsplit("/", 1)[-1]
+    path = Path(weights_path) if weights_path else Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights for {arch} not found at {path}. xaibench never downloads at run "
+            f"time: fetch {weights.url} on a machine with internet and copy it there (or set "
+            f"weights_path), or set pretrained = false")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """One model of a run: the architecture and how to train it.
+
+    Attributes:
+        id: the model's name in the leaderboard (the TOML table name).
+        arch: torchvision backbone.
+        pretrained: start from torchvision's ImageNet weights (read from disk, never downloaded).
+        weights_path: where those weights are, when not in torchvision's cache.
+        stem: "auto" drops the stem's max-pool (ResNet) or the last pool (VGG) for images
+            smaller than 112 px, so small images keep a usable final feature map.
+        epochs, lr, batch_size, weight_decay, momentum, optimizer: training.
+        patience: early stopping on validation loss (epochs without improvement).
+    """
+
+    id: str
+    arch: Literal["resnet18", "resnet50", "vgg16"] = "resnet18"
+    pretrained: bool = False
+    weights_path: str | None = None
+    stem: Literal["auto", "imagenet", "small"] = "auto"
+    epochs: int = 10
+    lr: float = 0.01
+    batch_size: int = 32
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    patience: int = 3
+
+    def __post_init__(self) -> None:
+        check_range("epochs", self.epochs, low=0)
+        check_range("batch_size", self.batch_size, low=1)
+        check_range("patience", self.patience, low=1)
+        check_range("weight_decay", self.weight_decay, low=0.0)
+        check_range("momentum", self.momentum, low=0.0, high=1.0)
+        if not self.lr > 0:
+            raise ParamError("lr", f"must be > 0, got {self.lr}")
+
+    def small_stem(self, image_size: tuple[int, int]) -> bool:
+        return self.stem == "small" or (self.stem == "auto" and min(image_size) < 112)
+
+
+def build_model(cfg: ModelConfig, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+    """An untrained (or ImageNet-initialised) model for ``cfg``."""
+    weights = pretrained_weights(cfg.arch, cfg.weights_path) if cfg.pretrained else None
+    return _architectures()[cfg.arch](num_classes, image_size, cfg.small_stem(image_size), weights)
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``split``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss, correct = 0.0, 0
+    for images, labels, _ in split.batches(batch_size, device=device):
+        logits = model(images)
+        loss += F.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+    model.train(was_training)
+    return loss / len(split), correct / len(split)
+
+
+def fit(
+    model: nn.Module,
+    splits: Splits,
+    cfg: ModelConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place; keep the weights of the best validation loss.
+
+    Returns the per-epoch history (train/val loss and accuracy).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    gen = torch.Generator().manual_seed(seed)
+    best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
+    history = []
+    bar = tqdm(range(cfg.epochs), desc=f"train {cfg.id}", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        total, correct, seen = 0.0, 0, 0
+        for images, labels, _ in splits.train.batches(cfg.batch_size, device=device, generator=gen):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+        sched.step()
+        val_loss, val_acc = evaluate(model, splits.val, cfg.batch_size, device)
+        history.append({"epoch": epoch + 1, "train_loss": total / seen, "train_acc": correct / seen,
+                        "val_loss": val_loss, "val_acc": val_acc})
+        bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        if val_loss < best_loss:
+            best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+def obtain_model(
+    cfg: ModelConfig,
+    splits: Splits,
+    *,
+    data_key: str,
+    cache_dir: Path,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+) -> tuple[Classifier, dict]:
+    """The trained model for ``cfg``: from the checkpoint cache, or trained and cached.
+
+    The checkpoint is keyed by a hash of the data, the model config and the seed, so a second
+    run with the same settings does not retrain. Returns (model in eval mode on ``device``,
+    info dict with the history, test accuracy and the checkpoint path).
+    """
+    key = config_hash("model-v1", data_key, asdict(cfg), seed)
+    path = Path(cache_dir) / "models" / f"{cfg.id}-{key}.pt"
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # model init and dropout: seeded, caller's RNG state restored
+        model = build_model(cfg, splits.num_classes, splits.image_size).to(device)
+        ckpt = load_checked(path)
+        if ckpt is None:
+            history = fit(model, splits, cfg, device=device, seed=seed, progress=progress)
+            _, test_acc = evaluate(model, splits.test, cfg.batch_size, device)
+            ckpt = {"arch": cfg.arch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "history": history, "test_accuracy": test_acc, "cached": False}
+            save_checked(path, ckpt)
+        else:
+            model.load_state_dict(ckpt["state_dict"])
+            ckpt["cached"] = True
+    model.eval()
+    info = {"history": ckpt["history"], "test_accuracy": ckpt["test_accuracy"],
+            "checkpoint": str(path), "cached": ckpt["cached"]}
+    return model, info

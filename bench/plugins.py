@@ -1,0 +1,219 @@
+"""Base classes and parameter checking shared by every plugin (methods, metrics, datasets).
+
+A plugin's hyperparameters are the keyword-only arguments of its ``__init__``, with type hints;
+the config loader checks every TOML value against those hints before building the plugin, and
+the plugin checks ranges in ``__init__`` with :func:`check_range` / :func:`check_choice`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:  # torch is imported by the plugins themselves, not by config checking
+    from pathlib import Path
+
+    import torch
+
+    from xaibench.datasets.splits import Splits
+
+
+class ParamError(ValueError):
+    """A hyperparameter with a wrong type or an out-of-range value.
+
+    Args:
+        key: the parameter's name.
+        problem: what is wrong and what is allowed.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def check_range(
+    key: str, value: float, *, low: float | None = None, high: float | None = None
+) -> None:
+    """Raise ParamError unless ``low <= value <= high`` (either bound optional)."""
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ParamError(key, f"must be in [{lo}, {hi}], got {value!r}")
+
+
+def check_choice(key: str, value: Any, choices: typing.Iterable[Any]) -> None:
+    """Raise ParamError unless ``value`` is one of ``choices``."""
+    choices = list(choices)
+    if value not in choices:
+        raise ParamError(key, f"must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+# -- type checking of config values against type hints -----------------------------------------
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if origin in (tuple, list):
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    if hint is type(None):
+        return "none (omit the key)"
+    return getattr(hint, "__name__", str(hint))
+
+
+def coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check a TOML value against a type hint and return it in the hinted type.
+
+    ints are accepted for floats; lists become tuples for ``tuple[X, ...]`` hints.
+
+    Raises:
+        ParamError: naming the key, the expected type and the value received.
+    """
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin is Literal:
+        check_choice(key, value, typing.get_args(hint))
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return coerce(key, value, option)
+            except ParamError:
+                continue
+        raise ParamError(key, f"expected {_describe(hint)}, got {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(key, f"expected {_describe(hint)}, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        items = [coerce(key, v, item) for v in value]
+        return tuple(items) if origin is tuple else items
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is type(None):
+        if value is None:
+            return value
+    elif isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise ParamError(key, f"expected {_describe(hint)}, got {value!r}")
+
+
+def parameters(cls: type) -> dict[str, tuple[Any, Any]]:
+    """The keyword-only hyperparameters of ``cls``: name -> (type hint, default)."""
+    hints = typing.get_type_hints(cls.__init__)
+    params = {}
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if p.kind is inspect.Parameter.KEYWORD_ONLY:
+            params[name] = (hints.get(name, Any), p.default)
+    return params
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    """Instantiate ``cls`` from config values after checking names and types.
+
+    Raises:
+        ParamError: an unknown key (listing the allowed ones), a missing required key, a wrong
+            type, or an out-of-range value reported by the plugin itself.
+    """
+    params = parameters(cls)
+    for key in values:
+        if key not in params:
+            allowed = ", ".join(sorted(params)) or "(no parameters)"
+            raise ParamError(key, f"unknown key; allowed keys: {allowed}")
+    kwargs = {}
+    for key, (hint, default) in params.items():
+        if key in values:
+            kwargs[key] = coerce(key, values[key], hint)
+        elif default is inspect.Parameter.empty:
+            raise ParamError(key, f"required key missing ({_describe(hint)})")
+    return cls(**kwargs)
+
+
+# -- plugin bases --------------------------------------------------------------------------------
+
+
+class Method:
+    """Base of explainers: ``attribute(model, images, targets) -> Tensor[B, H, W]``.
+
+    Subclasses set ``reduction`` (how channels become one map), ``uses_model`` (False for
+    controls that ignore the model) and implement :meth:`attribute`.
+    """
+
+    reduction: ClassVar[str] = "n/a"
+    uses_model: ClassVar[bool] = True
+    registry_name: ClassVar[str]
+
+    def attribute(
+        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Attribution maps [B, H, W] float32 for images [B, 3, H, W] and targets [B]."""
+        raise NotImplementedError
+
+
+@dataclass
+class MetricOutput:
+    """What a metric returns for a batch.
+
+    Attributes:
+        scores: column name -> per-image scores [B]; the metric's main column has its name.
+        curves: curve name -> per-image curves [B, steps+1] (may be empty).
+    """
+
+    scores: dict[str, torch.Tensor]
+    curves: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Metric:
+    """Base of metrics: configuration only; the maths lives in the module's pure functions."""
+
+    higher_is_better: ClassVar[bool] = True
+    requires_masks: ClassVar[bool] = False
+    registry_name: ClassVar[str]
+
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        attributions: torch.Tensor,
+        masks: torch.Tensor | None,
+    ) -> MetricOutput:
+        """Per-image scores for images [B,3,H,W], targets [B], attributions [B,H,W]."""
+        raise NotImplementedError
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raise ParamError when this metric cannot run on images of this size."""
+
+
+class Dataset:
+    """Base of datasets: a factory for train/val/test splits and their metadata.
+
+    Subclasses implement :meth:`load` and the cheap, config-time :attr:`has_masks` and
+    :attr:`image_size`, so that runs are checked before any data is read.
+    """
+
+    registry_name: ClassVar[str]
+
+    @property
+    def has_masks(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the images the loader yields."""
+        raise NotImplementedError
+
+    def load(self, *, cache_dir: Path, seed: int) -> Splits:
+        """Build (or read from ``cache_dir``) the three splits."""
+        raise NotImplementedError

@@ -1,0 +1,138 @@
+"""Plugin registries: METHODS, METRICS and DATASETS.
+
+Built-ins register with a decorator (``@METHODS.register("gradcam")``) and are also listed as
+entry points of the ``xaibench`` distribution, so that names are known from package metadata
+alone: looking a name up imports only the module that defines it. Third-party distributions add
+entry points in the groups ``xaibench.methods``, ``xaibench.metrics`` and ``xaibench.datasets``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from typing import Any
+
+class RegistryError(LookupError):
+    """An unknown or duplicated plugin name."""
+
+
+def _source_of(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _entry_point_source(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    dist_name = dist.metadata["Name"] if dist is not None else "?"
+    return f"entry point {ep.value!r} of distribution {dist_name!r}"
+
+
+def description(obj: Any) -> str:
+    """First line of a plugin's docstring: its one-line description."""
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0].strip() if doc else "(no description)"
+
+
+class Registry:
+    """A name -> plugin class mapping, filled by decorators and entry points.
+
+    Args:
+        kind: what the plugins are ("method", "metric", "dataset"), used in messages.
+        group: the entry-point group read lazily on first lookup.
+        entry_points: a callable returning the entry points of ``group`` (tests fake it).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        group: str,
+        *,
+        entry_points: Callable[[str], Iterable[metadata.EntryPoint]] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.group = group
+        self._entry_points_fn = entry_points or (lambda g: metadata.entry_points(group=g))
+        self._plugins: dict[str, Any] = {}
+        self._sources: dict[str, str] = {}
+        self._eps: dict[str, metadata.EntryPoint] | None = None
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Class decorator registering ``cls`` under ``name``."""
+
+        def decorator(obj: Any) -> Any:
+            self._add(name, obj, _source_of(obj))
+            obj.registry_name = name
+            return obj
+
+        return decorator
+
+    def _add(self, name: str, obj: Any, source: str) -> None:
+        known = self._plugins.get(name)
+        if known is not None and known is not obj:
+            raise RegistryError(
+                f"duplicate {self.kind} name {name!r}: defined by {self._sources[name]} "
+                f"and by {source}; rename one of them"
+            )
+        self._plugins[name] = obj
+        self._sources.setdefault(name, source)
+
+    # -- entry points ---------------------------------------------------------------------------
+    def _entry_points(self) -> dict[str, metadata.EntryPoint]:
+        if self._eps is None:
+            eps: dict[str, metadata.EntryPoint] = {}
+            for ep in self._entry_points_fn(self.group):
+                other = eps.get(ep.name)
+                if other is not None and other.value != ep.value:
+                    raise RegistryError(
+                        f"duplicate {self.kind} name {ep.name!r}: {_entry_point_source(other)} "
+                        f"and {_entry_point_source(ep)}; uninstall or rename one of them"
+                    )
+                eps[ep.name] = ep
+            self._eps = eps
+        return self._eps
+
+    def _load(self, name: str) -> Any:
+        ep = self._entry_points()[name]
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken third-party plugin must say where it comes from
+            raise RegistryError(
+                f"cannot load {self.kind} {name!r} from {_entry_point_source(ep)}: {exc}"
+            ) from exc
+        self._add(name, obj, _entry_point_source(ep))
+        return obj
+
+    # -- lookup -----------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """All known names, without importing any plugin module."""
+        return sorted(set(self._plugins) | set(self._entry_points()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def check(self, name: str) -> None:
+        """Raise a RegistryError listing the known names when ``name`` is unknown."""
+        if name not in self._plugins and name not in self._entry_points():
+            known = ", ".join(self.names()) or "(none)"
+            raise RegistryError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+
+    def get(self, name: str) -> Any:
+        """The plugin class registered as ``name``, importing its module on first use."""
+        self.check(name)
+        if name in self._plugins:
+            return self._plugins[name]
+        return self._load(name)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(name, plugin) for every known name; imports every plugin module."""
+        return [(name, self.get(name)) for name in self.names()]
+
+    def source(self, name: str) -> str:
+        self.get(name)
+        return self._sources[name]
+
+
+METHODS = Registry("method", "xaibench.methods")
+METRICS = Registry("metric", "xaibench.metrics")
+DATASETS = Registry("dataset", "xaibench.datasets")
+REGISTRIES = {"methods": METHODS, "metrics": METRICS, "datasets": DATASETS}
