@@ -12,7 +12,7 @@ ARGS   ?=
 bench: $(VENV)/.installed
 	$(BIN)/xaibench run synthetic $(ARGS)
 
-test: $(VENV)/.installed $(VENV)/.dev
+test: $(VENV)/.installed $(VENV)/.dev lint
 	@$(BIN)/python -m pytest $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
@@ -20,7 +20,7 @@ test-fast: $(VENV)/.installed $(VENV)/.dev
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check bench methods metrics datasets tests benchmarks examples
+	$(BIN)/ruff check $(wildcard bench methods metrics datasets tests benchmarks examples)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any
 
+
 class RegistryError(LookupError):
     """An unknown or duplicated plugin name."""
 
@@ -119,9 +120,11 @@ class Registry:
     def get(self, name: str) -> Any:
         """The plugin class registered as ``name``, importing its module on first use."""
         self.check(name)
-        if name in self._plugins:
-            return self._plugins[name]
-        return self._load(name)
+        obj = self._plugins.get(name)
+        ep = self._entry_points().get(name)
+        if obj is not None and (ep is None or ep.value == f"{obj.__module__}:{obj.__qualname__}"):
+            return obj
+        return self._load(name)  # raises when a decorator and an entry point disagree
 
     def items(self) -> list[tuple[str, Any]]:
         """(name, plugin) for every known name; imports every plugin module."""

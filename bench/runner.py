@@ -207,7 +207,8 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
     write_json(run_dir / "manifest.json", {
         "run_id": run_id, "config_name": config.name, "config_source": config.source,
         "config": resolved, "seed": seed, "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else platform.processor() or platform.machine()),
         "torch_threads": torch.get_num_threads(), "versions": versions(), "timings": timings,
         "models": model_rows, "costs": cost_rows, "n_test": len(splits.test),
     })

@@ -1,0 +1,135 @@
+import copy
+
+import pytest
+
+from xaibench.config import ConfigError, apply_overrides, load, parse, shipped_configs
+
+BASE = {
+    "run": {"seed": 0},
+    "dataset": {"name": "synthetic", "image_size": 32, "radius": [3, 6], "n_shapes": [1, 3]},
+    "models": {"resnet18": {"arch": "resnet18", "epochs": 1}},
+    "methods": {"gradcam": {}},
+    "metrics": {"aopc": {"patch_size": 8, "steps": 4}},
+}
+
+
+def check(raw, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        parse(raw, name="t", source="t.toml")
+    assert str(err.value).startswith("t.toml")
+    return str(err.value)
+
+
+def edit(path, value):
+    raw = copy.deepcopy(BASE)
+    node = raw
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return raw
+
+
+def test_base_parses_with_defaults():
+    cfg = parse(copy.deepcopy(BASE), name="t", source="t.toml")
+    assert cfg.run.device == "auto" and cfg.run.batch_size == 32
+    assert cfg.models[0].id == "resnet18" and cfg.models[0].epochs == 1
+    assert cfg.methods[0].plugin == "gradcam"
+    assert cfg.dataset.as_dict()["radius"] == [3, 6]
+    assert cfg.resolved()["metrics"]["aopc"] == {"plugin": "aopc", "patch_size": 8, "steps": 4}
+
+
+def test_unknown_section():
+    check({**copy.deepcopy(BASE), "mehtods": {}},
+          r"unknown section\(s\) mehtods; allowed sections: run, dataset")
+
+
+def test_unknown_key_lists_allowed_keys():
+    msg = check(edit(["metrics", "aopc", "stpes"], 3), r"\[metrics.aopc\] stpes: unknown key; allowed keys:")
+    assert "patch_size" in msg and "steps" in msg
+
+
+def test_unknown_run_key():
+    check(edit(["run", "sede"], 3), r"\[run\] sede: unknown key; allowed keys: batch_size, bootstrap")
+
+
+def test_unknown_model_key():
+    check(edit(["models", "resnet18", "epoch"], 3), r"\[models.resnet18\] epoch: unknown key")
+
+
+def test_wrong_type():
+    check(edit(["metrics", "aopc", "steps"], "many"), r"\[metrics.aopc\] steps: expected int, got 'many'")
+    check(edit(["models", "resnet18", "lr"], "fast"), r"\[models.resnet18\] lr: expected float, got 'fast'")
+    check(edit(["dataset", "n_train"], 1.5), r"\[dataset\] n_train: expected int, got 1.5")
+    check(edit(["models", "resnet18", "pretrained"], 1), r"pretrained: expected bool, got 1")
+
+
+def test_bad_choice():
+    check(edit(["metrics", "aopc", "substrate"], "pink"),
+          r"substrate: must be one of 'black', 'white', 'gray'; got 'pink'")
+    check(edit(["models", "resnet18", "arch"], "alexnet"),
+          r"arch: must be one of 'resnet18', 'resnet50', 'vgg16'")
+
+
+def test_out_of_range():
+    check(edit(["metrics", "aopc", "steps"], 0), r"\[metrics.aopc\] steps: must be in \[1, inf\], got 0")
+    check(edit(["models", "resnet18", "epochs"], -1), r"epochs: must be in \[0, inf\], got -1")
+    check(edit(["run", "batch_size"], 0), r"\[run\] batch_size: must be >= 1")
+    check(edit(["run", "device"], "gpu"), r"\[run\] device: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def test_cross_checks_against_image_size():
+    check(edit(["metrics", "aopc", "patch_size"], 64), r"patch_size: 64 is larger than the 32x32 images")
+    check(edit(["metrics", "aopc", "steps"], 17), r"steps: 17 exceeds the 16 patches")
+
+
+def test_unknown_plugin_names_list_known():
+    check(edit(["dataset", "name"], "cifar"),
+          r"\[dataset\] name: unknown dataset 'cifar'; known datasets: .*synthetic")
+    check(edit(["methods", "nosuch"], {}),
+          r"\[methods.nosuch\] unknown method 'nosuch'; known methods: .*gradcam")
+    check(edit(["metrics", "m2"], {"plugin": "nope"}),
+          r"\[metrics.m2\] unknown metric 'nope'; known metrics: .*aopc")
+
+
+def test_missing_sections():
+    raw = copy.deepcopy(BASE)
+    del raw["methods"]
+    check(raw, r"section \[methods\] is missing or empty")
+
+
+def test_plugin_alias_and_two_instances():
+    raw = edit(["metrics", "aopc_white"], {"plugin": "aopc", "substrate": "white", "steps": 2})
+    cfg = parse(raw, name="t", source="t.toml")
+    assert [(m.id, m.plugin) for m in cfg.metrics] == [("aopc", "aopc"), ("aopc_white", "aopc")]
+
+
+def test_overrides():
+    raw = apply_overrides(BASE, ["run.seed=3", "models.resnet18.lr=0.5", "run.device=cpu",
+                                 "dataset.radius=[2, 4]"])
+    assert raw["run"]["seed"] == 3 and raw["models"]["resnet18"]["lr"] == 0.5
+    assert raw["run"]["device"] == "cpu" and raw["dataset"]["radius"] == [2, 4]
+    assert BASE["run"]["seed"] == 0  # not mutated
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        apply_overrides(BASE, ["run.seed"])
+    with pytest.raises(ConfigError, match="must start with one of run, dataset"):
+        apply_overrides(BASE, ["runn.seed=1"])
+
+
+def test_shipped_configs_load():
+    assert {"quick", "synthetic"} <= set(shipped_configs())
+    for name in shipped_configs():
+        cfg = load(name)
+        assert cfg.name == name
+
+
+def test_unknown_config_name_lists_choices():
+    with pytest.raises(ConfigError,
+                       match=r"unknown dataset or config 'nosuch'; shipped configs: .*quick.*synthetic"):
+        load("nosuch")
+
+
+def test_bad_toml_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[run\nseed = 1")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load(str(path))

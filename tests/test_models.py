@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from xaibench.datasets.synthetic import Synthetic
+from xaibench.models import ModelConfig, build_model, obtain_model
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    ds = Synthetic(image_size=32, n_train=16, n_val=8, n_test=8, radius=(3, 6), n_shapes=(1, 3))
+    return ds.load(cache_dir=tmp_path_factory.mktemp("data"), seed=0)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "vgg16"])
+def test_architectures_adapt_to_classes_and_size(arch):
+    model = build_model(ModelConfig(id="m", arch=arch), num_classes=5, image_size=(32, 32)).eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 5)
+    assert dict(model.named_modules())[model.cam_layer] is not None
+
+
+def test_checkpoint_cache(tmp_path, splits):
+    cfg = ModelConfig(id="r", arch="resnet18", epochs=1, batch_size=8)
+    kw = dict(data_key="d", cache_dir=tmp_path, device=torch.device("cpu"), seed=0, progress=False)
+    m1, info1 = obtain_model(cfg, splits, **kw)
+    assert not info1["cached"] and 0 <= info1["test_accuracy"] <= 1
+    m2, info2 = obtain_model(cfg, splits, **kw)
+    assert info2["cached"] and info2["test_accuracy"] == info1["test_accuracy"]
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    # another config -> another checkpoint
+    _, info3 = obtain_model(ModelConfig(id="r", arch="resnet18", epochs=1, batch_size=8, lr=0.1),
+                            splits, **kw)
+    assert not info3["cached"] and info3["checkpoint"] != info1["checkpoint"]
+
+
+def test_training_is_seeded_and_leaves_global_rng_alone(tmp_path, splits):
+    cfg = ModelConfig(id="r", arch="resnet18", epochs=1, batch_size=8)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a, _ = obtain_model(cfg, splits, data_key="d", cache_dir=tmp_path / "a",
+                        device=torch.device("cpu"), seed=0, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    b, _ = obtain_model(cfg, splits, data_key="d", cache_dir=tmp_path / "b",
+                        device=torch.device("cpu"), seed=0, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_pretrained_weights_read_from_disk(tmp_path, monkeypatch):
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cfg = ModelConfig(id="m", arch="resnet18", pretrained=True)
+    with pytest.raises(FileNotFoundError, match="never downloads.*set pretrained = false"):
+        build_model(cfg, num_classes=2, image_size=(32, 32))
+    fake = resnet18(weights=None).state_dict()
+    path = tmp_path / "hub" / "checkpoints" / ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1]
+    path.parent.mkdir(parents=True)
+    torch.save(fake, path)
+    model = build_model(cfg, num_classes=2, image_size=(32, 32))
+    assert torch.equal(model.net.conv1.weight, fake["conv1.weight"])
+    assert model.net.fc.out_features == 2
+    # an explicit path works too
+    other = tmp_path / "w.pth"
+    torch.save(fake, other)
+    m2 = build_model(ModelConfig(id="m", arch="resnet18", pretrained=True, weights_path=str(other)),
+                     num_classes=3, image_size=(32, 32))
+    assert torch.equal(m2.net.conv1.weight, fake["conv1.weight"])
