@@ -154,6 +154,11 @@ class Method:
     uses_model: ClassVar[bool] = True
     registry_name: ClassVar[str]
 
+    @property
+    def passes_per_image(self) -> int | None:
+        """Forward+backward passes of the model per explained image, where known (for costs)."""
+        return None
+
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:

@@ -183,7 +183,8 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
             targets = cached["targets"].to(device)
             timings["explain_s"] += time.perf_counter() - t
             cost_rows.append({"model": model_cfg.id, "method": method_id,
-                              "explain_s_per_image": cached["seconds"] / len(splits.test)})
+                              "explain_s_per_image": cached["seconds"] / len(splits.test),
+                              "passes_per_image": method.passes_per_image})
             for metric_id, metric in tqdm(metrics.items(), desc=f"score {model_cfg.id}/{method_id}",
                                           disable=not progress, leave=False):
                 t = time.perf_counter()

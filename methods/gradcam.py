@@ -40,6 +40,10 @@ class GradCAM(Method):
         self.relu = relu
         self.interpolation = interpolation
 
+    @property
+    def passes_per_image(self) -> int:
+        return 1
+
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
