@@ -5,7 +5,9 @@ A config has five sections::
     [run]                 seed, device, batch_size, out, bootstrap, target
     [dataset]             name = <dataset plugin>, then the plugin's parameters
     [models.<id>]         arch and training settings (bench/models.py: ModelConfig)
-    [methods.<id>]        optional plugin = <method plugin> (default: <id>), then its parameters
+    [methods.<id>]        optional plugin = <method plugin> (default: <id>), optional
+                          models = [<model ids>] (default: every model the method supports),
+                          then its parameters
     [metrics.<id>]        optional plugin = <metric plugin> (default: <id>), then its parameters
 
 Every name is checked against the registries (from package metadata, without importing any
@@ -76,6 +78,7 @@ class PluginSpec:
     id: str
     plugin: str
     params: tuple[tuple[str, Any], ...] = ()
+    models: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.params)
@@ -101,7 +104,8 @@ class Config:
             "run": asdict(self.run),
             "dataset": {"name": self.dataset.plugin, **self.dataset.as_dict()},
             "models": {m.id: asdict(m) for m in self.models},
-            "methods": {m.id: {"plugin": m.plugin, **m.as_dict()} for m in self.methods},
+            "methods": {m.id: {"plugin": m.plugin, **({"models": list(m.models)} if m.models else {}),
+                               **m.as_dict()} for m in self.methods},
             "metrics": {m.id: {"plugin": m.plugin, **m.as_dict()} for m in self.metrics},
         }
 
@@ -175,11 +179,19 @@ def _plugin_specs(section: str, raw: Any, registry: Registry, where: str) -> lis
             raise ConfigError(f"{where}: [{section}.{pid}] must be a table, got {values!r}")
         values = dict(values)
         plugin = values.pop("plugin", pid)
+        if not isinstance(plugin, str):
+            raise ConfigError(f"{where}: [{section}.{pid}] plugin: expected a {registry.kind} name, "
+                              f"got {plugin!r}")
         try:
             registry.check(plugin)
         except RegistryError as exc:
             raise ConfigError(f"{where}: [{section}.{pid}] {exc}") from None
-        specs.append(PluginSpec(pid, plugin, tuple(sorted(values.items()))))
+        models = values.pop("models", None) if section == "methods" else None
+        if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
+            raise ConfigError(f"{where}: [{section}.{pid}] models: expected a list of model ids, "
+                              f"got {models!r}")
+        specs.append(PluginSpec(pid, plugin, tuple(sorted(values.items())),
+                                None if models is None else tuple(models)))
     return specs
 
 
@@ -226,21 +238,45 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
     dataset_spec = PluginSpec("dataset", dataset_name, tuple(sorted(data.items())))
     dataset = _built(dataset_spec, DATASETS, "dataset", where)
 
-    from xaibench.models import ModelConfig  # imports torch: only once the names are known good
+    from xaibench.models import model_config_classes  # imports torch: only once names are good
 
     if not isinstance(raw["models"], dict):
         raise ConfigError(f"{where}: [models] must be a table of tables, e.g. [models.resnet18]")
+    arch_classes = model_config_classes()
+    height, width = dataset.image_size
     models = []
     for mid, values in raw["models"].items():
+        label = f"models.{mid}"
         if not isinstance(values, dict):
-            raise ConfigError(f"{where}: [models.{mid}] must be a table, got {values!r}")
+            raise ConfigError(f"{where}: [{label}] must be a table, got {values!r}")
+        arch = values.get("arch", "resnet18")
+        if arch not in arch_classes:
+            raise ConfigError(f"{where}: [{label}] arch: must be one of "
+                              f"{', '.join(map(repr, arch_classes))}; got {arch!r}")
         try:
-            models.append(build(ModelConfig, {"id": mid, **values}))
+            model = build(arch_classes[arch], {"id": mid, "arch": arch, **values})
+            model.check_image_size(height, width)
         except ParamError as exc:
-            raise ConfigError(f"{where}: [models.{mid}] {exc}") from None
+            raise ConfigError(f"{where}: [{label}] {exc}") from None
+        if model.requires_masks and not dataset.has_masks:
+            raise ConfigError(f"{where}: [{label}] loss {model.loss!r} needs ground-truth masks, but "
+                              f"dataset {dataset_name!r} has none; use loss = 'unsupervised' or a "
+                              f"dataset with masks")
+        models.append(model)
+    archs = {m.id: m.arch for m in models}
     for spec in methods:
-        _built(spec, METHODS, f"methods.{spec.id}", where)
-    height, width = dataset.image_size
+        method = _built(spec, METHODS, f"methods.{spec.id}", where)
+        for mid in spec.models or ():
+            if mid not in archs:
+                raise ConfigError(f"{where}: [methods.{spec.id}] models: unknown model {mid!r}; "
+                                  f"models in this config: {', '.join(archs)}")
+            if not method.supports(archs[mid]):
+                raise ConfigError(f"{where}: [methods.{spec.id}] method {spec.plugin!r} cannot explain "
+                                  f"model {mid!r} ({archs[mid]}): it needs {method.requirement}")
+        if spec.models is None and not any(method.supports(a) for a in archs.values()):
+            raise ConfigError(f"{where}: [methods.{spec.id}] method {spec.plugin!r} applies to none of "
+                              f"the models ({', '.join(f'{k}: {v}' for k, v in archs.items())}): "
+                              f"it needs {method.requirement}")
     for spec in metrics:
         metric = _built(spec, METRICS, f"metrics.{spec.id}", where)
         if metric.requires_masks and not dataset.has_masks:

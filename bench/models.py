@@ -127,50 +127,106 @@ def pretrained_weights(arch: str, weights_path: str | None) -> dict:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    """One model of a run: the architecture and how to train it.
+class BackboneConfig:
+    """What every model config shares: the backbone and the optimiser.
 
     Attributes:
         id: the model's name in the leaderboard (the TOML table name).
-        arch: torchvision backbone.
+        arch: the architecture.
         pretrained: start from torchvision's ImageNet weights (read from disk, never downloaded).
         weights_path: where those weights are, when not in torchvision's cache.
         stem: "auto" drops the stem's max-pool (ResNet) or the last pool (VGG) for images
             smaller than 112 px, so small images keep a usable final feature map.
-        epochs, lr, batch_size, weight_decay, momentum, optimizer: training.
-        patience: early stopping on validation loss (epochs without improvement).
+        batch_size, weight_decay, momentum, optimizer: training.
     """
 
     id: str
-    arch: Literal["resnet18", "resnet50", "vgg16"] = "resnet18"
+    arch: str
     pretrained: bool = False
     weights_path: str | None = None
     stem: Literal["auto", "imagenet", "small"] = "auto"
-    epochs: int = 10
-    lr: float = 0.01
     batch_size: int = 32
     weight_decay: float = 1e-4
     momentum: float = 0.9
     optimizer: Literal["sgd", "adam"] = "sgd"
-    patience: int = 3
 
     def __post_init__(self) -> None:
-        check_range("epochs", self.epochs, low=0)
         check_range("batch_size", self.batch_size, low=1)
-        check_range("patience", self.patience, low=1)
         check_range("weight_decay", self.weight_decay, low=0.0)
         check_range("momentum", self.momentum, low=0.0, high=1.0)
-        if not self.lr > 0:
-            raise ParamError("lr", f"must be > 0, got {self.lr}")
 
     def small_stem(self, image_size: tuple[int, int]) -> bool:
         return self.stem == "small" or (self.stem == "auto" and min(image_size) < 112)
 
+    def backbone(self, arch: str, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+        """The torchvision backbone ``arch`` in the pixel-space wrapper."""
+        weights = pretrained_weights(arch, self.weights_path) if self.pretrained else None
+        return _architectures()[arch](num_classes, image_size, self.small_stem(image_size), weights)
 
-def build_model(cfg: ModelConfig, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+    def optimizer_for(self, groups: list[dict]) -> torch.optim.Optimizer:
+        """A fresh optimiser over parameter groups (each with its own ``lr``)."""
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(groups, momentum=self.momentum, weight_decay=self.weight_decay)
+        return torch.optim.Adam(groups, weight_decay=self.weight_decay)
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raise ParamError when this model cannot take images of this size."""
+
+    def build(self, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+        raise NotImplementedError
+
+    @property
+    def requires_masks(self) -> bool:
+        """Whether training needs ground-truth masks."""
+        return False
+
+    def fit(self, model: Classifier, splits: Splits, *, device: torch.device, seed: int,
+            progress: bool, cache_dir: Path | None = None, data_key: str = "") -> list[dict[str, float]]:
+        """Train ``model`` in place; return the per-epoch history. ``cache_dir`` and ``data_key``
+        let a trainer cache intermediate stages."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(BackboneConfig):
+    """A plain torchvision classifier trained with cross-entropy.
+
+    Attributes:
+        arch: resnet18, resnet50 or vgg16.
+        epochs, lr: training length and learning rate (cosine schedule).
+        patience: early stopping on validation loss (epochs without improvement).
+    """
+
+    arch: Literal["resnet18", "resnet50", "vgg16"] = "resnet18"
+    epochs: int = 10
+    lr: float = 0.01
+    patience: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("epochs", self.epochs, low=0)
+        check_range("patience", self.patience, low=1)
+        if not self.lr > 0:
+            raise ParamError("lr", f"must be > 0, got {self.lr}")
+
+    def build(self, num_classes: int, image_size: tuple[int, int]) -> Classifier:
+        return self.backbone(self.arch, num_classes, image_size)
+
+    def fit(self, model: Classifier, splits: Splits, *, device: torch.device, seed: int,
+            progress: bool, cache_dir: Path | None = None, data_key: str = "") -> list[dict[str, float]]:
+        return train_classifier(model, splits, self, device=device, seed=seed, progress=progress)
+
+
+def build_model(cfg: BackboneConfig, num_classes: int, image_size: tuple[int, int]) -> Classifier:
     """An untrained (or ImageNet-initialised) model for ``cfg``."""
-    weights = pretrained_weights(cfg.arch, cfg.weights_path) if cfg.pretrained else None
-    return _architectures()[cfg.arch](num_classes, image_size, cfg.small_stem(image_size), weights)
+    return cfg.build(num_classes, image_size)
+
+
+def model_config_classes() -> dict[str, type[BackboneConfig]]:
+    """arch name -> the config class that builds and trains it."""
+    from xaibench.methods.joint.train import JOINT_ARCHS, JointModelConfig
+
+    return {**{a: ModelConfig for a in ARCHITECTURES}, **{a: JointModelConfig for a in JOINT_ARCHS}}
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -190,7 +246,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.devi
     return loss / len(split), correct / len(split)
 
 
-def fit(
+def train_classifier(
     model: nn.Module,
     splits: Splits,
     cfg: ModelConfig,
@@ -203,11 +259,8 @@ def fit(
 
     Returns the per-epoch history (train/val loss and accuracy).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = cfg.optimizer_for([{"params": [p for p in model.parameters() if p.requires_grad],
+                              "lr": cfg.lr}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     gen = torch.Generator().manual_seed(seed)
     best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
@@ -242,7 +295,7 @@ def fit(
 
 
 def obtain_model(
-    cfg: ModelConfig,
+    cfg: BackboneConfig,
     splits: Splits,
     *,
     data_key: str,
@@ -257,14 +310,15 @@ def obtain_model(
     run with the same settings does not retrain. Returns (model in eval mode on ``device``,
     info dict with the history, test accuracy and the checkpoint path).
     """
-    key = config_hash("model-v1", data_key, asdict(cfg), seed)
+    key = config_hash("model-v1", type(cfg).__name__, data_key, asdict(cfg), seed)
     path = Path(cache_dir) / "models" / f"{cfg.id}-{key}.pt"
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # model init and dropout: seeded, caller's RNG state restored
         model = build_model(cfg, splits.num_classes, splits.image_size).to(device)
         ckpt = load_checked(path)
         if ckpt is None:
-            history = fit(model, splits, cfg, device=device, seed=seed, progress=progress)
+            history = cfg.fit(model, splits, device=device, seed=seed, progress=progress,
+                              cache_dir=Path(cache_dir) / "models", data_key=data_key)
             _, test_acc = evaluate(model, splits.test, cfg.batch_size, device)
             ckpt = {"arch": cfg.arch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "history": history, "test_accuracy": test_acc, "cached": False}

@@ -152,7 +152,12 @@ class Method:
 
     reduction: ClassVar[str] = "n/a"
     uses_model: ClassVar[bool] = True
+    requirement: ClassVar[str] = "any model"
     registry_name: ClassVar[str]
+
+    def supports(self, arch: str) -> bool:
+        """Whether this method can explain models of architecture ``arch`` (config-time check)."""
+        return True
 
     @property
     def passes_per_image(self) -> int | None:

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from xaibench import leaderboard as lb
+from xaibench import plots
 from xaibench.config import Config, ConfigError
 from xaibench.datasets.splits import Split
 from xaibench.io import config_hash, load_checked, save_checked, write_json
@@ -150,6 +152,7 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
     data_key = config_hash("data", resolved["dataset"], seed)
     timings["data_s"] = time.perf_counter() - t
 
+    method_specs = {s.id: s for s in config.methods}
     methods = {s.id: build(METHODS.get(s.plugin), s.as_dict()) for s in config.methods}
     metrics = {s.id: build(METRICS.get(s.plugin), s.as_dict()) for s in config.metrics}
     score_rows, curve_rows, model_rows, cost_rows = [], [], [], []
@@ -163,7 +166,15 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
                            "accuracy": info["test_accuracy"], "checkpoint": info["checkpoint"],
                            "cached": info["cached"], "epochs_run": len(info["history"])})
         lb.write_history(run_dir / "training" / f"{model_cfg.id}.csv", info["history"])
+        if info["history"]:
+            plots.training_curves(pd.DataFrame(info["history"]),
+                                  run_dir / "training" / f"{model_cfg.id}.png",
+                                  title=f"{model_cfg.id} ({model_cfg.arch})")
         for method_id, method in methods.items():
+            spec = method_specs[method_id]
+            wanted = spec.models is None or model_cfg.id in spec.models
+            if not (wanted and method.supports(model_cfg.arch)):
+                continue
             t = time.perf_counter()
             key = config_hash("attr", data_key, info["checkpoint"], method_id,
                               resolved["methods"][method_id], config.run.target, seed)

@@ -21,6 +21,22 @@ def tiny_net(num_classes: int = 2, seed: int = 0) -> Classifier:
     return Classifier(net, cam_layer="net.2").eval()
 
 
+def tiny_joint(num_classes: int = 2, seed: int = 0) -> Classifier:
+    """A joint model (xML VGG classifier + U-Net explainer), deterministic from ``seed``."""
+    from xaibench.methods.joint.explainer import Explainer
+    from xaibench.methods.joint.model import XMLVGG, JointClassifier, gate_points
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = XMLVGG(num_classes)
+        model = JointClassifier(net, Explainer(init_bias=1.0), gates=gate_points(net),
+                                cam_layer="net.features.6")
+    return model.eval()
+
+
+TINY = {"plain": ("tiny", tiny_net), "joint": ("joint_tiny", tiny_joint)}
+
+
 @pytest.fixture
 def tiny_model() -> Classifier:
     return tiny_net()

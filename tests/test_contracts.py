@@ -2,11 +2,12 @@
 
 import pytest
 import torch
+from torch import nn
 
 from xaibench.plugins import MetricOutput, build
 from xaibench.registry import METHODS, METRICS
 
-from .conftest import tiny_net
+from .conftest import TINY
 
 
 def snapshot(model):
@@ -33,13 +34,21 @@ def assert_unchanged(model, before):
     assert no_hooks(model)
 
 
+def model_for(method, kind):
+    arch, factory = TINY[kind]
+    if not method.supports(arch):
+        pytest.skip(f"{kind} models are not supported by this method")
+    return factory()
+
+
+@pytest.mark.parametrize("kind", sorted(TINY))
 @pytest.mark.parametrize("name", METHODS.names())
 @pytest.mark.parametrize("batch", [1, 8])
-def test_method_contract(name, batch, images, labels):
+def test_method_contract(name, batch, kind, images, labels):
     method = build(METHODS.get(name), {})
-    model = tiny_net()
+    model = model_for(method, kind)
     model.train()  # the method must restore train mode too
-    model.net[0].weight.requires_grad_(False)  # ... and the requires_grad flags
+    next(model.parameters()).requires_grad_(False)  # ... and the requires_grad flags
     before = snapshot(model)
     x, y = images[:batch], labels[:batch]
     a = method.attribute(model, x, y)
@@ -52,23 +61,25 @@ def test_method_contract(name, batch, images, labels):
     assert METHODS.get(name).reduction != "n/a", "state the channel reduction"
 
 
+@pytest.mark.parametrize("kind", sorted(TINY))
 @pytest.mark.parametrize("name", METHODS.names())
-def test_method_restores_model_when_it_raises(name, images, labels):
+def test_method_restores_model_when_it_raises(name, kind, images, labels):
     cls = METHODS.get(name)
     if not cls.uses_model:
         pytest.skip("a control that never calls the model")
     method = build(cls, {})
-    model = tiny_net()
+    model = model_for(method, kind)
     model.train()
     before = snapshot(model)
 
     def explode(module, inputs, output):
         raise RuntimeError("boom")
 
-    handle = model.net[-1].register_forward_hook(explode)
+    handles = [m.register_forward_hook(explode) for m in model.modules() if isinstance(m, nn.Conv2d)]
     with pytest.raises(RuntimeError, match="boom"):
         method.attribute(model, images, labels)
-    handle.remove()
+    for handle in handles:
+        handle.remove()
     assert_unchanged(model, before)
 
 
@@ -78,7 +89,7 @@ def test_metric_contract(name, batch):
     gen = torch.Generator().manual_seed(0)
     metric = build(METRICS.get(name), {})
     metric.check_image_size(32, 32)
-    model = tiny_net()
+    model = TINY["plain"][1]()
     x = torch.rand(batch, 3, 32, 32, generator=gen)
     attributions = torch.rand(batch, 32, 32, generator=gen)
     masks = torch.zeros(batch, 32, 32, dtype=torch.bool)

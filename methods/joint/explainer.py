@@ -1,0 +1,50 @@
+"""The xML explainer: a small U-Net that maps an image to a [0, 1) relevance map."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvMod(nn.Sequential):
+    """3x3 conv (pad 1, bias) -> ReLU -> 3x3 conv -> ReLU."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU())
+
+
+class Explainer(nn.Module):
+    """U-Net explainer of Rio-Torto et al. (PRL 2020), with skips added, not concatenated.
+
+    Encoder ConvMod 3->32->64->128, each followed by a 2x2 max-pool; decoder ConvTranspose
+    (k2, s2) 128->128, 128->64, 64->32, each followed by adding the encoder output of the same
+    resolution and a ConvMod; head 1x1 conv 32->1 -> BatchNorm -> tanh -> ReLU.
+
+    Args:
+        init_bias: initial BatchNorm shift (paper: 3.0), so the first maps are ~tanh(3) ~ 1
+            everywhere and the gated classifier starts near identity.
+    """
+
+    def __init__(self, *, init_bias: float = 3.0) -> None:
+        super().__init__()
+        self.enc1, self.enc2, self.enc3 = ConvMod(3, 32), ConvMod(32, 64), ConvMod(64, 128)
+        self.pool = nn.MaxPool2d(2)
+        self.up1, self.dec1 = nn.ConvTranspose2d(128, 128, 2, stride=2), ConvMod(128, 128)
+        self.up2, self.dec2 = nn.ConvTranspose2d(128, 64, 2, stride=2), ConvMod(64, 64)
+        self.up3, self.dec3 = nn.ConvTranspose2d(64, 32, 2, stride=2), ConvMod(32, 32)
+        self.head = nn.Conv2d(32, 1, 1)
+        self.norm = nn.BatchNorm2d(1)
+        nn.init.constant_(self.norm.bias, init_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map [B, 1, H, W] in [0, 1) for input [B, 3, H, W]; H and W divisible by 8."""
+        if x.shape[-1] % 8 or x.shape[-2] % 8:
+            raise ValueError(f"the explainer needs H and W divisible by 8, got {tuple(x.shape[-2:])}")
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        d = self.dec1(self.up1(self.pool(e3)) + e3)
+        d = self.dec2(self.up2(d) + e2)
+        d = self.dec3(self.up3(d) + e1)
+        return torch.relu(torch.tanh(self.norm(self.head(d))))

@@ -1,0 +1,271 @@
+"""Config and three-phase training of the xML joint explainer + classifier.
+
+Phase 1 trains the classifier with the explainer frozen, phase 2 the explainer with the
+classifier frozen, phase 3 both (Rio-Torto et al. 2020). Each phase has a fresh optimiser,
+its own alpha, learning rates, epochs and early-stopping patience; the best-validation weights
+of a phase are reloaded before the next. The frozen module has ``requires_grad`` off and stays in
+eval mode (the original left the frozen classifier in train mode in phase 2).
+
+Each finished phase is cached under a key made of exactly the settings it depends on, so the
+unsupervised and hybrid models share phase 1 when its alpha is 1 (the explanation loss then has
+no weight), and changing phase-3 settings does not redo phases 1 and 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from xaibench.datasets.splits import Split, Splits
+from xaibench.io import config_hash, load_checked, save_checked
+from xaibench.models import BackboneConfig, Classifier
+from xaibench.plugins import ParamError, check_range
+
+from . import losses
+from .explainer import Explainer
+from .model import XMLVGG, JointClassifier, gate_points
+
+JOINT_ARCHS = ("joint_resnet18", "joint_resnet50", "joint_vgg16", "joint_xml_vgg")
+PHASES = ("classifier", "explainer", "joint")  # what each phase trains
+
+
+def trains(phase: int) -> tuple[bool, bool]:
+    """(classifier trains, explainer trains) in ``phase`` (0-based)."""
+    return PHASES[phase] in ("classifier", "joint"), PHASES[phase] in ("explainer", "joint")
+_PHASE_FIELDS = ("epochs", "alpha", "lr_classifier", "lr_explainer", "patience")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JointModelConfig(BackboneConfig):
+    """A joint explainer + classifier and its three-phase training (paper defaults).
+
+    Attributes:
+        arch: joint_resnet18, joint_resnet50, joint_vgg16 (torchvision backbones) or
+            joint_xml_vgg (the original 4-stage VGG-like classifier).
+        loss: "unsupervised" (sparsity + contiguity) or "hybrid" (+ the outside-the-mask term;
+            needs a dataset with masks).
+        beta: weight of sparsity against contiguity; gamma: weight of the hybrid term.
+        init_bias: initial BatchNorm shift of the explainer head.
+        epochs, alpha, lr_classifier, lr_explainer, patience: one value per phase (3 values).
+            alpha weighs cross-entropy against the explanation loss. The learning rate of the
+            module a phase freezes is ignored.
+        class_weights: optional cross-entropy weight per class.
+        augment: probability that a training image (and its mask) is randomly flipped and
+            cropped (torchvision transforms v2); 0 disables augmentation.
+    """
+
+    arch: Literal["joint_resnet18", "joint_resnet50", "joint_vgg16", "joint_xml_vgg"] = "joint_resnet18"
+    loss: Literal["unsupervised", "hybrid"] = "unsupervised"
+    beta: float = 0.9
+    gamma: float = 1.0
+    init_bias: float = 3.0
+    epochs: tuple[int, ...] = (10, 10, 100)
+    alpha: tuple[float, ...] = (1.0, 0.25, 0.9)
+    lr_classifier: tuple[float, ...] = (0.01, 0.0, 0.01)
+    lr_explainer: tuple[float, ...] = (0.0, 0.01, 0.01)
+    patience: tuple[int, ...] = (100, 100, 10)
+    class_weights: tuple[float, ...] | None = None
+    augment: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in _PHASE_FIELDS:
+            if len(getattr(self, key)) != 3:
+                raise ParamError(key, f"needs one value per phase (3 values), got {list(getattr(self, key))}")
+        for phase in range(3):
+            check_range("epochs", self.epochs[phase], low=0)
+            check_range("alpha", self.alpha[phase], low=0.0, high=1.0)
+            check_range("patience", self.patience[phase], low=1)
+            check_range("lr_classifier", self.lr_classifier[phase], low=0.0)
+            check_range("lr_explainer", self.lr_explainer[phase], low=0.0)
+            if self.epochs[phase] == 0:
+                continue
+            for module, key, trained in zip(("classifier", "explainer"), ("lr_classifier", "lr_explainer"),
+                                            trains(phase)):
+                if trained and getattr(self, key)[phase] <= 0:
+                    raise ParamError(key, f"phase {phase + 1} trains the {module}: its learning rate "
+                                          f"must be > 0, got {getattr(self, key)[phase]}")
+        check_range("beta", self.beta, low=0.0, high=1.0)
+        check_range("gamma", self.gamma, low=0.0)
+        check_range("augment", self.augment, low=0.0, high=1.0)
+        if self.class_weights is not None and any(w <= 0 for w in self.class_weights):
+            raise ParamError("class_weights", f"must all be > 0, got {list(self.class_weights)}")
+
+    @property
+    def requires_masks(self) -> bool:
+        return self.loss == "hybrid"
+
+    def check_image_size(self, height: int, width: int) -> None:
+        if height % 8 or width % 8:
+            raise ParamError("arch", f"the joint explainer needs H and W divisible by 8, got "
+                                     f"{height}x{width}; resize the dataset (e.g. image_size = "
+                                     f"{max(8, height // 8 * 8)})")
+
+    def build(self, num_classes: int, image_size: tuple[int, int]) -> JointClassifier:
+        if self.arch == "joint_xml_vgg":
+            net, cam_layer = XMLVGG(num_classes), "net.features.6"
+        else:
+            plain = self.backbone(self.arch.removeprefix("joint_"), num_classes, image_size)
+            net, cam_layer = plain.net, plain.cam_layer
+        return JointClassifier(net, Explainer(init_bias=self.init_bias), gates=gate_points(net),
+                               cam_layer=cam_layer)
+
+    def fit(self, model: Classifier, splits: Splits, *, device: torch.device, seed: int,
+            progress: bool, cache_dir: Path | None = None, data_key: str = "") -> list[dict[str, float]]:
+        return train_joint(model, splits, self, device=device, seed=seed, progress=progress,
+                           cache_dir=cache_dir, data_key=data_key)
+
+    def phase_key(self, phase: int, data_key: str, seed: int) -> str:
+        """Hash of exactly the settings that determine the weights after ``phase`` (0-based)."""
+        settings = asdict(self)
+        for key in ("id", *_PHASE_FIELDS):
+            settings.pop(key)
+        settings["phases"] = [[getattr(self, k)[p] for k in _PHASE_FIELDS] for p in range(phase + 1)]
+        if all(self.alpha[p] == 1.0 for p in range(phase + 1)):
+            for key in ("loss", "beta", "gamma"):  # no weight on the explanation loss yet
+                settings.pop(key)
+        return config_hash("joint-phase-v1", data_key, settings, seed)
+
+
+# -- training --------------------------------------------------------------------------------------
+
+
+def explanation_loss(z: torch.Tensor, masks: torch.Tensor | None, cfg: JointModelConfig) -> torch.Tensor:
+    """The configured per-image explanation loss [B]."""
+    if cfg.loss == "hybrid":
+        if masks is None:
+            raise ValueError("the hybrid loss needs ground-truth masks; the dataset has none")
+        return losses.hybrid(z, masks, beta=cfg.beta, gamma=cfg.gamma)
+    return losses.unsupervised(z, beta=cfg.beta)
+
+
+def augment_batch(images: torch.Tensor, masks: torch.Tensor | None,
+                  p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """With probability ``p`` per image: a random horizontal flip and a mild random resized crop,
+    applied identically to the image and its mask (torchvision transforms v2)."""
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    size = list(images.shape[-2:])
+    transform = v2.Compose([v2.RandomHorizontalFlip(),
+                            v2.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(0.9, 1.1))])
+    images = images.clone()
+    masks = None if masks is None else masks.clone()
+    for i in torch.nonzero(torch.rand(len(images)) < p).flatten().tolist():
+        if masks is None:
+            images[i] = transform(tv_tensors.Image(images[i]))
+        else:
+            img, m = transform(tv_tensors.Image(images[i]), tv_tensors.Mask(masks[i]))
+            images[i], masks[i] = img, m
+    return images, masks
+
+
+def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, alpha: float,
+              device: torch.device, optimizer: torch.optim.Optimizer | None = None,
+              generator: torch.Generator | None = None) -> dict[str, float]:
+    """One pass over ``split``: a training epoch when an optimizer is given, else evaluation.
+
+    Returns the mean total loss, CE, explanation loss and accuracy.
+    """
+    weights = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, device=device)
+    sums = {"loss": 0.0, "ce": 0.0, "expl": 0.0, "acc": 0.0}
+    with torch.set_grad_enabled(optimizer is not None):
+        for images, labels, masks in split.batches(cfg.batch_size, device=device, generator=generator):
+            if optimizer is not None and cfg.augment > 0:
+                images, masks = augment_batch(images, masks, cfg.augment)
+            logits, z = model.forward_with_explanation(images)
+            expl = explanation_loss(z, masks, cfg)
+            loss, ce, expl_mean = losses.total(logits, labels, expl, alpha=alpha, class_weights=weights)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            n = len(labels)
+            sums["loss"] += loss.item() * n
+            sums["ce"] += ce.item() * n
+            sums["expl"] += expl_mean.item() * n
+            sums["acc"] += (logits.argmax(1) == labels).sum().item()
+    return {k: v / len(split) for k, v in sums.items()}
+
+
+def set_phase(model: JointClassifier, phase: int) -> None:
+    """Train mode and requires_grad for the phase; the frozen module is in eval mode."""
+    model.train()
+    for module, trained in zip((model.net, model.explainer), trains(phase)):
+        module.train(trained)
+        module.requires_grad_(trained)
+
+
+def train_joint(
+    model: JointClassifier,
+    splits: Splits,
+    cfg: JointModelConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+    data_key: str = "",
+) -> list[dict[str, float]]:
+    """Three-phase training in place; returns the per-epoch history of every phase."""
+    history: list[dict[str, float]] = []
+    for phase in range(3):
+        key = cfg.phase_key(phase, data_key, seed)
+        path = None if cache_dir is None else Path(cache_dir) / "joint-phases" / f"{key}.pt"
+        cached = None if path is None else load_checked(path)
+        if cached is not None:
+            model.load_state_dict(cached["state_dict"])
+            history = cached["history"]
+            continue
+        history += train_phase(model, splits, cfg, phase, device=device, seed=seed, progress=progress)
+        if path is not None:
+            save_checked(path, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                                "history": history})
+    model.requires_grad_(True)
+    model.eval()
+    return history
+
+
+def train_phase(model: JointClassifier, splits: Splits, cfg: JointModelConfig, phase: int, *,
+                device: torch.device, seed: int, progress: bool) -> list[dict[str, float]]:
+    """Train one phase; the weights of its best validation loss are left in ``model``."""
+    epochs, alpha, patience = cfg.epochs[phase], cfg.alpha[phase], cfg.patience[phase]
+    if epochs == 0:
+        return []
+    # Each phase starts from its own seeded state, so a phase resumed from the cache continues
+    # exactly as an uninterrupted run would (global RNG: augmentation, dropout).
+    torch.manual_seed(int(config_hash("phase-seed", seed, phase, length=8), 16))
+    generator = torch.Generator().manual_seed(int(config_hash("phase-order", seed, phase, length=8), 16))
+    set_phase(model, phase)
+    groups = [{"params": list(m.parameters()), "lr": lr}
+              for m, lr, trained in zip((model.net, model.explainer),
+                                        (cfg.lr_classifier[phase], cfg.lr_explainer[phase]), trains(phase))
+              if trained]
+    optimizer = cfg.optimizer_for(groups)
+    best, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
+    rows = []
+    bar = tqdm(range(epochs), desc=f"train {cfg.id} phase {phase + 1}", disable=not progress, leave=False)
+    for epoch in bar:
+        set_phase(model, phase)
+        train = run_epoch(model, splits.train, cfg, alpha=alpha, device=device, optimizer=optimizer,
+                          generator=generator)
+        model.eval()
+        val = run_epoch(model, splits.val, cfg, alpha=alpha, device=device)
+        rows.append({"phase": phase + 1, "epoch": epoch + 1,
+                     **{f"train_{k}": v for k, v in train.items()},
+                     **{f"val_{k}": v for k, v in val.items()}})
+        bar.set_postfix(val_loss=f"{val['loss']:.3f}", val_acc=f"{val['acc']:.3f}")
+        if val["loss"] < best:
+            best, best_state, stale = val["loss"], copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    model.load_state_dict(best_state)
+    return rows
