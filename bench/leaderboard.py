@@ -41,7 +41,8 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int, seed: int,
 
 def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boot: int,
               seed: int) -> pd.DataFrame:
-    """One row per (model, method): accuracy, n, and per metric mean, 95% CI, direction, rank.
+    """One row per (model, method): accuracy, n, and per metric mean, 95% CI, the number of images
+    it is defined on, direction and rank.
 
     Rank 1 is the best method on that model for that metric (ties share the lower rank);
     ``mean_rank`` averages a method's ranks over the metrics.
@@ -49,12 +50,14 @@ def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boo
     rows = []
     for (model, method), group in scores.groupby(["model", "method"], sort=False):
         row = {"dataset": dataset, "model": model, "method": method}
+        row["n"] = int(group["index"].nunique())
         for metric, g in group.groupby("metric", sort=False):
             v = g.sort_values("index")["value"].to_numpy()
+            v = v[np.isfinite(v)]  # NaN: the metric is undefined on that image (e.g. empty mask)
             lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
-            row["n"] = len(v)
-            row[f"{metric}_mean"] = float(v.mean())
+            row[f"{metric}_mean"] = float(v.mean()) if len(v) else float("nan")
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = lo, hi
+            row[f"{metric}_n"] = len(v)
             row[f"{metric}_direction"] = "higher" if g["higher_is_better"].iloc[0] else "lower"
         rows.append(row)
     board = pd.DataFrame(rows)
@@ -67,7 +70,7 @@ def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boo
     board["mean_rank"] = board[[f"{m}_rank" for m in metrics]].mean(1)
     first = ["dataset", "model", "method", "accuracy", "n", "mean_rank"]
     ordered = first + [c for m in metrics for c in
-                       (f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high", f"{m}_direction", f"{m}_rank")]
+                       (f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high", f"{m}_n", f"{m}_direction", f"{m}_rank")]
     return board[ordered].sort_values(["model", "mean_rank", "method"], kind="stable")
 
 

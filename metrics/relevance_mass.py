@@ -1,0 +1,54 @@
+"""Relevance mass accuracy: the share of attribution inside the ground-truth region."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from xaibench.plugins import Metric, MetricOutput
+from xaibench.registry import METRICS
+
+
+def relevance_mass(attributions: torch.Tensor, masks: torch.Tensor, *, positive_only: bool) -> torch.Tensor:
+    """sum(a inside the mask) / sum(a) per image -> [B]; NaN where the mask is empty.
+
+    Args:
+        attributions: [B, H, W]; taken as absolute values, or clipped at 0 when ``positive_only``.
+        masks: [B, H, W] bool ground-truth regions.
+    """
+    a = attributions.clamp(min=0) if positive_only else attributions.abs()
+    a = a.flatten(1).double()
+    m = masks.flatten(1)
+    inside = (a * m).sum(1)
+    total = a.sum(1)
+    share = torch.where(total > 0, inside / total.clamp(min=torch.finfo(torch.float64).tiny), 0.0)
+    return torch.where(m.any(1), share, torch.nan).float()
+
+
+@METRICS.register("relevance_mass")
+class RelevanceMass(Metric):
+    """Relevance mass accuracy: share of the explanation's mass inside the ground-truth mask.
+
+    Arras, Osman and Samek, "CLEVR-XAI: a benchmark dataset for the ground truth evaluation of
+    neural network explanations", Information Fusion 2022. Images whose mask is empty (e.g.
+    negatives of the synthetic dataset) have no ground-truth region: their score is NaN and they
+    are left out of the mean (the leaderboard's ``_n`` column counts the images scored).
+
+    Args:
+        reduction: "abs" takes absolute attributions (default, sign-agnostic), "positive"
+            keeps only positive evidence (Arras et al.).
+    """
+
+    higher_is_better = True
+    requires_masks = True
+
+    def __init__(self, *, reduction: Literal["abs", "positive"] = "abs") -> None:
+        self.reduction = reduction
+
+    def evaluate(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                 attributions: torch.Tensor, masks: torch.Tensor | None) -> MetricOutput:
+        if masks is None:
+            raise ValueError("relevance_mass needs ground-truth masks")
+        return MetricOutput(scores={"relevance_mass": relevance_mass(
+            attributions, masks, positive_only=self.reduction == "positive")})
