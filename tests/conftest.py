@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
 from torch import nn
@@ -34,3 +39,65 @@ def images() -> torch.Tensor:
 @pytest.fixture
 def labels() -> torch.Tensor:
     return torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+
+
+class TinyJoint(Classifier):
+    """Stands in for a joint explainer+classifier: an explainer's map z gates the first features.
+
+    Like the real joint models, it is a Classifier with a ``cam_layer`` and a ``constant_gates()``
+    context manager, under which the gate uses a detached z. The explainer is registered BEFORE
+    the backbone, so methods must not take its first conv for the model's input layer.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        base = tiny_net(seed=seed)
+        super().__init__(base.net, cam_layer="net.2")
+        gen = torch.Generator().manual_seed(seed + 100)
+        self.explainer = nn.Sequential(nn.Conv2d(3, 1, 3, padding=1), nn.Sigmoid())
+        with torch.no_grad():
+            for p in self.explainer.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        self._modules["net"] = self._modules.pop("net")  # explainer first in named_modules()
+        self.gates_constant = False
+        self._gate_entries = 0
+
+    @contextmanager
+    def constant_gates(self) -> Iterator[None]:
+        self._gate_entries += 1
+        previous, self.gates_constant = self.gates_constant, True
+        try:
+            yield
+        finally:
+            self.gates_constant = previous
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        z = self.explainer(images)
+        if self.gates_constant:
+            z = z.detach()
+        h = self.net[1](self.net[0]((images - self.mean) / self.std)) * z
+        return self.net[2:](h)
+
+
+def tiny_resnet(num_classes: int = 2, seed: int = 0) -> Classifier:
+    """A one-block-per-stage torchvision ResNet (BasicBlocks, batch norms with random statistics)
+    in the pixel-space wrapper, stem max-pool dropped as for small images (a fresh copy)."""
+    return copy.deepcopy(_tiny_resnet(num_classes, seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _tiny_resnet(num_classes: int, seed: int) -> Classifier:
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # torchvision initialises from the global RNG
+        net = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
+    net.maxpool = nn.Identity()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    return Classifier(net, cam_layer="net.layer4").eval()
