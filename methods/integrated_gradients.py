@@ -46,7 +46,8 @@ class IntegratedGradients(Method):
             image's own mean colour, a per-image stand-in for the dataset mean.
         integration: captum's quadrature ("gausslegendre" default, or a Riemann rule).
         internal_batch_size: at most this many path points (images x steps) per forward pass,
-            bounding memory; results do not depend on it beyond float rounding.
+            bounding memory (at least one point per image of the batch is always evaluated
+            together); results do not depend on it beyond float rounding.
     """
 
     reduction = "signed sum over channels"
@@ -79,5 +80,5 @@ class IntegratedGradients(Method):
             attr = CaptumIG(model).attribute(
                 x, baselines=baseline_images(x, self.baseline), target=targets,
                 n_steps=self.n_steps, method=self.integration,
-                internal_batch_size=self.internal_batch_size)
+                internal_batch_size=max(self.internal_batch_size, x.shape[0]))
         return attr.detach().sum(1).float()
