@@ -82,9 +82,9 @@ def lrp_relevance(
     the backbone: the normalisation layer is an affine map per channel, so the pixel gradient is
     multiplied back by ``model.std`` (relevance is conserved, not divided by std).
     """
-    x = images.detach().clone().requires_grad_(True)
+    x = images.detach().requires_grad_(True)
     gates = getattr(model, "constant_gates", contextlib.nullcontext)
-    with eval_mode(model), gates():
+    with eval_mode(model), gates(), torch.enable_grad():
         try:
             composite.register(model)
             _, grad = Gradient(model, composite)(

@@ -104,6 +104,15 @@ def test_method_contract_on_resnet(name, images, labels):
 
 
 @pytest.mark.parametrize("name", METHODS.names())
+def test_method_works_when_called_under_no_grad(name, images, labels):
+    model = tiny_net()
+    expected = build(METHODS.get(name), CHEAP.get(name, {})).attribute(model, images[:2], labels[:2])
+    with torch.no_grad():
+        a = build(METHODS.get(name), CHEAP.get(name, {})).attribute(model, images[:2], labels[:2])
+    torch.testing.assert_close(a, expected)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
 @pytest.mark.parametrize("make", [tiny_net, tiny_resnet, TinyJoint])
 def test_method_restores_model_when_it_raises(name, make, images, labels):
     cls = METHODS.get(name)
