@@ -9,7 +9,7 @@ from captum.attr import Saliency as CaptumSaliency
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
 from xaibench.registry import METHODS
-from xaibench.seeding import image_seed
+from xaibench.seeding import image_seed, seeded_global_rng
 
 
 @METHODS.register("smoothgrad")
@@ -19,10 +19,10 @@ class SmoothGrad(Method):
     Smilkov, Thorat, Kim, Viegas and Wattenberg, "SmoothGrad: removing noise by adding noise",
     ICML workshop 2017; computed by captum's ``NoiseTunnel`` around ``Saliency`` (absolute
     gradients). The Gaussian noise is drawn by captum from torch's global generator, so each image
-    is explained under ``torch.random.fork_rng`` with the seed ``image_seed(seed, image)``: the
-    same image gets the same noise whatever batch it is in, and the caller's RNG state is
-    restored. Channel reduction: sum over channels of the averaged absolute gradient. Cost:
-    ``n_samples`` forward+backward passes per image.
+    is explained with that generator seeded to ``image_seed(seed, image)`` and every RNG state
+    restored afterwards (``seeded_global_rng``): the same image gets the same noise whatever batch
+    it is in, and the caller's RNG state is untouched. Channel reduction: sum over channels of
+    the averaged absolute gradient. Cost: ``n_samples`` forward+backward passes per image.
 
     Args:
         n_samples: noisy copies per image (the paper uses 50).
@@ -59,13 +59,11 @@ class SmoothGrad(Method):
     ) -> torch.Tensor:
         """SmoothGrad maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
         x = images.detach()
-        devices = [x.device] if x.device.type == "cuda" else []
         maps = []
         with eval_mode(model):
             tunnel = NoiseTunnel(CaptumSaliency(model))
             for i in range(x.shape[0]):
-                with torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(image_seed(self.seed, x[i]))
+                with seeded_global_rng(image_seed(self.seed, x[i]), x.device):
                     grad = tunnel.attribute(
                         x[i:i + 1], nt_type="smoothgrad", nt_samples=self.n_samples,
                         nt_samples_batch_size=min(self.n_samples, self.internal_batch_size),

@@ -44,7 +44,8 @@ def assert_unchanged(model, before):
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-# Cheaper settings for the built-ins that loop many passes, for the larger test models.
+# Cheaper settings for the built-ins that loop many passes (their defaults are built, checked
+# and documented in test_builtin_method_declares_cost_and_parameters).
 CHEAP = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 8}}
 
 
@@ -83,7 +84,7 @@ def test_method_contract(name, batch, device, images, labels):
     model = tiny_net().to(device)
     model.train()  # the method must restore train mode too
     model.net[0].weight.requires_grad_(False)  # ... and the requires_grad flags
-    check_method(name, model, images[:batch].to(device), labels[:batch].to(device))
+    check_method(name, model, images[:batch].to(device), labels[:batch].to(device), CHEAP.get(name))
     assert METHODS.get(name).reduction != "n/a", "state the channel reduction"
 
 
@@ -136,8 +137,14 @@ def test_method_restores_model_when_it_raises(name, make, images, labels):
 
 @pytest.mark.parametrize("name", [n for n in METHODS.names()
                                   if METHODS.get(n).__module__.startswith("xaibench.methods.")])
-def test_builtin_method_declares_cost_and_parameters(name):
+def test_builtin_method_declares_cost_and_parameters(name, images, labels):
     cls = METHODS.get(name)
+    method = build(cls, {})  # the defaults are valid and run
+    passes = method.passes_per_image
+    assert passes is None or (isinstance(passes, int) and passes >= 0)
+    assert (passes == 0) == (not cls.uses_model) or passes is None
+    a = method.attribute(tiny_net(), images[:1], labels[:1])
+    assert a.shape == (1, 16, 16) and torch.isfinite(a).all()
     assert "passes_per_image" in vars(cls), "override passes_per_image (None if unknown)"
     for key, (hint, default) in parameters(cls).items():
         assert hint is not Any, f"{key}: add a type hint"
