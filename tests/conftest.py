@@ -101,3 +101,15 @@ def _tiny_resnet(num_classes: int, seed: int) -> Classifier:
                 m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
     return Classifier(net, cam_layer="net.layer4").eval()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run a test of tiny models on one intra-op thread (restored afterwards): their ops are too
+    small to gain from threads, and on a busy machine idle-spinning threads cost most of the time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -11,6 +11,8 @@ from xaibench.registry import METHODS, METRICS
 
 from .conftest import TinyJoint, tiny_net, tiny_resnet
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def snapshot(model):
     return {

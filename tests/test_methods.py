@@ -30,6 +30,8 @@ from xaibench.runner import MethodError, check_attributions, explain
 
 from .conftest import TinyJoint, tiny_net, tiny_resnet
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def bias_free_relu_net(seed: int = 0) -> Classifier:
     gen = torch.Generator().manual_seed(seed)
