@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
+import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,11 +28,6 @@ from typing import Any, Literal
 
 from xaibench.plugins import ParamError, build
 from xaibench.registry import DATASETS, METHODS, METRICS, Registry, RegistryError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SECTIONS = ("run", "dataset", "models", "methods", "metrics")
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -21,22 +25,6 @@ def tiny_net(num_classes: int = 2, seed: int = 0) -> Classifier:
     return Classifier(net, cam_layer="net.2").eval()
 
 
-def tiny_joint(num_classes: int = 2, seed: int = 0) -> Classifier:
-    """A joint model (xML VGG classifier + U-Net explainer), deterministic from ``seed``."""
-    from xaibench.methods.joint.explainer import Explainer
-    from xaibench.methods.joint.model import XMLVGG, JointClassifier, gate_points
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = XMLVGG(num_classes)
-        model = JointClassifier(net, Explainer(init_bias=1.0), gates=gate_points(net),
-                                cam_layer="net.features.6")
-    return model.eval()
-
-
-TINY = {"plain": ("tiny", tiny_net), "joint": ("joint_tiny", tiny_joint)}
-
-
 @pytest.fixture
 def tiny_model() -> Classifier:
     return tiny_net()
@@ -50,3 +38,53 @@ def images() -> torch.Tensor:
 @pytest.fixture
 def labels() -> torch.Tensor:
     return torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+
+
+def tiny_joint(num_classes: int = 2, seed: int = 0) -> Classifier:
+    """A real joint model (xML VGG classifier + U-Net explainer), deterministic from ``seed``."""
+    from xaibench.methods.joint.explainer import Explainer
+    from xaibench.methods.joint.model import XMLVGG, JointClassifier, gate_points
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = XMLVGG(num_classes)
+        model = JointClassifier(net, Explainer(init_bias=1.0), gates=gate_points(net),
+                                cam_layer="net.features.6")
+    return model.eval()
+
+
+def tiny_resnet(num_classes: int = 2, seed: int = 0) -> Classifier:
+    """A one-block-per-stage torchvision ResNet (BasicBlocks, batch norms with random statistics)
+    in the pixel-space wrapper, stem max-pool dropped as for small images (a fresh copy)."""
+    return copy.deepcopy(_tiny_resnet(num_classes, seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _tiny_resnet(num_classes: int, seed: int) -> Classifier:
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # torchvision initialises from the global RNG
+        net = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
+    net.maxpool = nn.Identity()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    return Classifier(net, cam_layer="net.layer4").eval()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run a test of tiny models on one intra-op thread (restored afterwards): their ops are too
+    small to gain from threads, and on a busy machine idle-spinning threads cost most of the time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

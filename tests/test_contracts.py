@@ -1,13 +1,17 @@
 """Contract tests run over every registered method and metric (built-ins and plugins)."""
 
+import inspect
+from typing import Any
+
 import pytest
 import torch
-from torch import nn
 
-from xaibench.plugins import MetricOutput, build
+from xaibench.plugins import MetricOutput, build, parameters
 from xaibench.registry import METHODS, METRICS
 
-from .conftest import TINY
+from .conftest import tiny_joint, tiny_net, tiny_resnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def snapshot(model):
@@ -16,6 +20,9 @@ def snapshot(model):
         "modes": [m.training for m in model.modules()],
         "flags": [p.requires_grad for p in model.parameters()],
         "grads": [p.grad for p in model.parameters()],
+        "structure": [(n, type(m), sorted(vars(m).get("_parameters", {}))) for n, m in model.named_modules()],
+        "patched": [n for n, m in model.named_modules() if "forward" in vars(m)],
+        "attributes": {k: v for k, v in vars(model).items() if not k.startswith("_")},
     }
 
 
@@ -31,56 +38,135 @@ def assert_unchanged(model, before):
     assert before["modes"] == after["modes"]
     assert before["flags"] == after["flags"]
     assert all(g is None for g in after["grads"])
+    assert before["structure"] == after["structure"], "modules or parameters added or removed"
+    assert before["patched"] == after["patched"], "a forward was patched and not restored"
+    assert before["attributes"] == after["attributes"]
     assert no_hooks(model)
 
 
-def model_for(method, kind):
-    arch, factory = TINY[kind]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+# Cheaper settings for the built-ins that loop many passes (their defaults are built, checked
+# and documented in test_builtin_method_declares_cost_and_parameters).
+CHEAP = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 8}}
+
+
+def rng_states():
+    states = [torch.get_rng_state()]
+    if torch.cuda.is_available():
+        states += torch.cuda.get_rng_state_all()
+    return states
+
+
+def applicable(name, factory=tiny_net):
+    """``factory``'s model, or the tiny joint model for methods that only explain joint models."""
+    method = build(METHODS.get(name), CHEAP.get(name, {}))
+    arch = "joint_xml_vgg" if factory is tiny_joint else "tiny"
     if not method.supports(arch):
-        pytest.skip(f"{kind} models are not supported by this method")
+        if factory is not tiny_net:
+            pytest.skip(f"{name} does not explain {arch} models")
+        return tiny_joint()
     return factory()
 
 
-@pytest.mark.parametrize("kind", sorted(TINY))
-@pytest.mark.parametrize("name", METHODS.names())
-@pytest.mark.parametrize("batch", [1, 8])
-def test_method_contract(name, batch, kind, images, labels):
-    method = build(METHODS.get(name), {})
-    model = model_for(method, kind)
-    model.train()  # the method must restore train mode too
-    next(model.parameters()).requires_grad_(False)  # ... and the requires_grad flags
+def check_method(name, model, x, y, params=None):
+    """Run method ``name`` on ``model``; check the whole contract; return the maps."""
+    method = build(METHODS.get(name), params or {})
     before = snapshot(model)
-    x, y = images[:batch], labels[:batch]
+    x_before = x.clone()
+    rng_before = rng_states()
     a = method.attribute(model, x, y)
-    assert a.shape == (batch, 16, 16)
+    assert a.shape == (x.shape[0], *x.shape[2:])
     assert a.dtype == torch.float32 and a.device == x.device
     assert torch.isfinite(a).all()
     assert_unchanged(model, before)
+    assert torch.equal(x, x_before) and not x.requires_grad, "the input was modified"
+    assert all(torch.equal(s, t) for s, t in zip(rng_before, rng_states())), \
+        "the global RNG was used: draw from a seeded torch.Generator (or fork_rng)"
     b = method.attribute(model, x, y)
     assert torch.equal(a, b), "not deterministic"
+    c = build(METHODS.get(name), params or {}).attribute(model, x, y)
+    assert torch.equal(a, c), "not deterministic across instances with the same settings"
+    return a
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("device", DEVICES)
+def test_method_contract(name, batch, device, images, labels):
+    model = applicable(name).to(device)
+    model.train()  # the method must restore train mode too
+    next(model.parameters()).requires_grad_(False)  # ... and the requires_grad flags
+    check_method(name, model, images[:batch].to(device), labels[:batch].to(device), CHEAP.get(name))
     assert METHODS.get(name).reduction != "n/a", "state the channel reduction"
 
 
-@pytest.mark.parametrize("kind", sorted(TINY))
 @pytest.mark.parametrize("name", METHODS.names())
-def test_method_restores_model_when_it_raises(name, kind, images, labels):
+@pytest.mark.parametrize("device", DEVICES)
+def test_method_contract_on_joint_model(name, device, images, labels):
+    model = tiny_joint().to(device)
+    check_method(name, model, images[:2].to(device), labels[:2].to(device), CHEAP.get(name))
+    assert model._source.detach is False, "constant_gates() left entered"
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_contract_on_resnet(name, images, labels):
+    """Batch norms, residual blocks, in-place and re-used ReLUs: all restored bitwise."""
+    model = applicable(name, tiny_resnet)
+    model.train()
+    check_method(name, model, images[:2], labels[:2], CHEAP.get(name))
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_works_when_called_under_no_grad(name, images, labels):
+    model = applicable(name)
+    expected = build(METHODS.get(name), CHEAP.get(name, {})).attribute(model, images[:2], labels[:2])
+    with torch.no_grad():
+        a = build(METHODS.get(name), CHEAP.get(name, {})).attribute(model, images[:2], labels[:2])
+    torch.testing.assert_close(a, expected)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("make", [tiny_net, tiny_resnet, tiny_joint])
+def test_method_restores_model_when_it_raises(name, make, images, labels):
     cls = METHODS.get(name)
     if not cls.uses_model:
         pytest.skip("a control that never calls the model")
-    method = build(cls, {})
-    model = model_for(method, kind)
+    method = build(cls, CHEAP.get(name, {}))
+    model = applicable(name, make)
     model.train()
     before = snapshot(model)
 
     def explode(module, inputs, output):
         raise RuntimeError("boom")
 
-    handles = [m.register_forward_hook(explode) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    # every conv raises: whatever part of the model a method runs (the explainer included) fails
+    handles = [m.register_forward_hook(explode) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     with pytest.raises(RuntimeError, match="boom"):
-        method.attribute(model, images, labels)
+        method.attribute(model, images[:2], labels[:2])
     for handle in handles:
         handle.remove()
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names()
+                                  if METHODS.get(n).__module__.startswith("xaibench.methods.")])
+def test_builtin_method_declares_cost_and_parameters(name, images, labels):
+    cls = METHODS.get(name)
+    method = build(cls, {})  # the defaults are valid and run
+    passes = method.passes_per_image
+    assert passes is None or (isinstance(passes, int) and passes >= 0)
+    assert (passes == 0) == (not cls.uses_model) or passes is None
+    a = method.attribute(applicable(name), images[:1], labels[:1])
+    assert a.shape == (1, 16, 16) and torch.isfinite(a).all()
+    assert "passes_per_image" in vars(cls), "override passes_per_image (None if unknown)"
+    for key, (hint, default) in parameters(cls).items():
+        assert hint is not Any, f"{key}: add a type hint"
+        assert default is not inspect.Parameter.empty, f"{key}: give a default"
+    assert not [p for p in inspect.signature(cls.__init__).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                and p.name != "self"], "hyperparameters are keyword-only, no *args/**kwargs"
+    assert cls.__doc__ and cls.reduction != "n/a"
 
 
 @pytest.mark.parametrize("name", METRICS.names())
@@ -89,7 +175,7 @@ def test_metric_contract(name, batch):
     gen = torch.Generator().manual_seed(0)
     metric = build(METRICS.get(name), {})
     metric.check_image_size(32, 32)
-    model = TINY["plain"][1]()
+    model = tiny_net()
     x = torch.rand(batch, 3, 32, 32, generator=gen)
     attributions = torch.rand(batch, 32, 32, generator=gen)
     masks = torch.zeros(batch, 32, 32, dtype=torch.bool)

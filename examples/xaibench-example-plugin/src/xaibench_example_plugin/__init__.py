@@ -1,0 +1,1 @@
+"""An example xaibench plugin distribution: one explainer, registered by entry point."""

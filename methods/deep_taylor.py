@@ -1,0 +1,147 @@
+"""Deep Taylor decomposition through zennit, plus the LRP plumbing shared with lrp_epsilon_plus."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from zennit.attribution import Gradient
+from zennit.canonizers import AttributeCanonizer, Canonizer, SequentialMergeBatchNorm
+from zennit.composites import NameLayerMapComposite, layer_map_base
+from zennit.core import Composite
+from zennit.layer import Sum
+from zennit.rules import ZBox, ZPlus
+from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
+from zennit.types import Convolution
+
+from xaibench.modelstate import eval_mode
+from xaibench.plugins import Method, check_range
+from xaibench.registry import METHODS
+
+
+def _residual_sum(name: str, module: nn.Module) -> dict | None:
+    # Exact types only: a subclass (e.g. a gated block of a joint model) keeps its own forward.
+    forwards = {BasicBlock: ResNetBasicBlockCanonizer.forward,
+                Bottleneck: ResNetBottleneckCanonizer.forward}
+    forward = forwards.get(type(module))
+    return None if forward is None else {"forward": forward.__get__(module), "canonizer_sum": Sum()}
+
+
+def canonizers() -> list[Canonizer]:
+    """zennit canonizers for our backbones: batch norms merged into the conv or linear layer before
+    them (ResNet, VGG-BN), and torchvision residual blocks' ``out += identity`` turned into a
+    ``Sum`` module so that relevance is split between the two branches (zennit's ResNetCanonizer,
+    restricted to exact BasicBlock / Bottleneck instances). Both are reverted on removal."""
+    return [SequentialMergeBatchNorm(), AttributeCanonizer(_residual_sum)]
+
+
+def input_layer(model: nn.Module) -> str:
+    """Dotted name of the layer that receives the (normalised) pixels: the first Conv or Linear
+    module of ``model.net`` (the backbone of a :class:`~xaibench.models.Classifier`, joint models
+    included), or of ``model`` itself when it has no ``net``.
+
+    Raises:
+        ValueError: when there is no such layer.
+    """
+    root = getattr(model, "net", None)
+    prefix = "net."
+    if not isinstance(root, nn.Module):
+        root, prefix = model, ""
+    for name, module in root.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            return prefix + name
+    raise ValueError("the model has no Conv or Linear layer to start the relevance pass at")
+
+
+def pixel_bounds(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) [1, 3, 1, 1] of what the input layer sees for pixels in [0, 1].
+
+    A :class:`~xaibench.models.Classifier` normalises first, so the input layer sees
+    (x - mean) / std: the box is [(0 - mean) / std, (1 - mean) / std] per channel. Without
+    ``mean``/``std`` buffers the box is [0, 1].
+    """
+    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+    if isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor):
+        return (0.0 - mean) / std, (1.0 - mean) / std
+    ones = torch.ones(1, 3, 1, 1)
+    return 0 * ones, ones
+
+
+def lrp_relevance(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, composite: Composite
+) -> torch.Tensor:
+    """Relevance [B, 3, H, W] of each input element for the target logits, by zennit.
+
+    The relevance pass starts from the target logit (one-hot times the output) and is computed
+    with zennit's ``Gradient`` attributor while ``composite`` (rules and canonizers) is
+    registered; the composite is removed afterwards, also on error. The model runs in eval mode,
+    and, when it has a ``constant_gates()`` context manager (joint models), inside it, so that
+    explanation gates are constants of the relevance pass. The relevance is read at the input of
+    the backbone: the normalisation layer is an affine map per channel, so the pixel gradient is
+    multiplied back by ``model.std`` (relevance is conserved, not divided by std).
+    """
+    x = images.detach().requires_grad_(True)
+    gates = getattr(model, "constant_gates", contextlib.nullcontext)
+    with eval_mode(model), gates(), torch.enable_grad():
+        try:
+            composite.register(model)
+            _, grad = Gradient(model, composite)(
+                x, lambda out: out * nn.functional.one_hot(targets, out.shape[1]).to(out.dtype))
+        finally:
+            composite.remove()
+    std = getattr(model, "std", None)
+    if isinstance(std, torch.Tensor):
+        grad = grad * std
+    return grad.detach()
+
+
+@METHODS.register("deep_taylor")
+class DeepTaylor(Method):
+    """Deep Taylor decomposition: the z+ rule on hidden layers and the z^B (box) rule at the input.
+
+    Montavon, Lapuschkin, Binder, Samek and Mueller, "Explaining nonlinear classification
+    decisions with deep Taylor decomposition", Pattern Recognition 65, 2017; computed by zennit.
+    Rules: z^B (``ZBox``) on the first Conv/Linear of the backbone (``input_layer``), whose input
+    is the normalised image (x - mean) / std, so its box is the image of the pixel range [0, 1]:
+    [(0 - mean) / std, (1 - mean) / std] per channel (``pixel_bounds``); z+ (``ZPlus``) on every
+    other Conv and Linear layer; activations pass relevance through; average pools and residual
+    sums split it in proportion to their inputs. Canonizers merge batch norms into the preceding
+    layers and expose torchvision residual sums (``canonizers``), all reverted afterwards. The
+    relevance pass starts from the target logit and is conserved down to the backbone's input
+    (exactly for bias-free ReLU networks), where it is read (``lrp_relevance``). On a joint model
+    the explanation gates are treated as constants (its ``constant_gates()`` context). Channel
+    reduction: signed sum of relevance over channels (relevance is additive). Cost: one forward
+    and one modified backward pass per image (each hooked layer re-runs its forward 2-3 times
+    inside the backward).
+
+    Args:
+        stabilizer: added to denominators (with their sign) to avoid division by zero.
+    """
+
+    reduction = "signed sum of relevance over channels"
+
+    def __init__(self, *, stabilizer: float = 1e-6) -> None:
+        check_range("stabilizer", stabilizer, low=0.0)
+        self.stabilizer = stabilizer
+
+    @property
+    def passes_per_image(self) -> int:
+        return 1
+
+    def composite(self, model: nn.Module) -> Composite:
+        """The zennit composite for ``model``: z^B at its input layer, z+ elsewhere."""
+        low, high = pixel_bounds(model)
+        eps = self.stabilizer
+        return NameLayerMapComposite(
+            name_map=[((input_layer(model),), ZBox(low, high, stabilizer=eps))],
+            layer_map=layer_map_base(eps) + [(Convolution, ZPlus(stabilizer=eps)),
+                                             (nn.Linear, ZPlus(stabilizer=eps))],
+            canonizers=canonizers())
+
+    def attribute(
+        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Deep Taylor relevance maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        return lrp_relevance(model, images, targets, self.composite(model)).sum(1).float()
