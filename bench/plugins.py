@@ -35,6 +35,14 @@ class ParamError(ValueError):
         self.problem = problem
 
 
+class DataError(ValueError):
+    """Data on disk that cannot be loaded: the message names the file (or folder) and the fix.
+
+    Raised by dataset plugins at load time (a missing, unreadable or truncated image, a mask of
+    another size than its image, a label outside the class list, an empty class folder, ...).
+    """
+
+
 def check_range(
     key: str, value: float, *, low: float | None = None, high: float | None = None
 ) -> None:

@@ -149,7 +149,8 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
     t = time.perf_counter()
     dataset = build(DATASETS.get(config.dataset.plugin), config.dataset.as_dict())
     splits = dataset.load(cache_dir=cache_dir / "data", seed=seed)
-    data_key = config_hash("data", resolved["dataset"], seed)
+    data_key = config_hash("data", resolved["dataset"], seed,
+                           *([splits.fingerprint] if splits.fingerprint else []))
     timings["data_s"] = time.perf_counter() - t
 
     method_specs = {s.id: s for s in config.methods}

@@ -66,12 +66,19 @@ class Split:
 
 @dataclass(frozen=True)
 class Splits:
-    """The three splits and their metadata."""
+    """The three splits and their metadata.
+
+    Attributes:
+        fingerprint: a hash of the data on disk the splits were read from (files, sizes,
+            modification times, parameters), or "" for generated data; it keys the caches of
+            models and attributions, so changed files are never scored with stale models.
+    """
 
     train: Split
     val: Split
     test: Split
     class_names: tuple[str, ...]
+    fingerprint: str = ""
 
     @property
     def num_classes(self) -> int:
