@@ -6,8 +6,10 @@ Imports stay light until a command needs torch, so bad input fails in well under
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from xaibench.plugins import DataError
 from xaibench.registry import REGISTRIES, RegistryError, description
 
 
@@ -23,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides run.device)")
     run.add_argument("--seed", type=int, help="overrides run.seed")
     run.add_argument("--out", help="output folder (overrides run.out; default ./results)")
+    run.add_argument("--data-root", help="folder of the dataset's files (overrides dataset.root)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     lst = sub.add_parser("list", help="list the registered methods, metrics or datasets")
@@ -53,6 +56,8 @@ def _run(args: argparse.Namespace) -> int:
     for key, value in (("device", args.device), ("seed", args.seed), ("out", args.out)):
         if value is not None:
             overrides.append(f"run.{key}={value!r}" if isinstance(value, str) else f"run.{key}={value}")
+    if args.data_root is not None:
+        overrides.append(f"dataset.root={json.dumps(args.data_root)}")  # a TOML basic string
     cfg = config.load(args.config, overrides)
 
     from xaibench.runner import run
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list(args.kind)
         return _run(args)
-    except (ConfigError, RegistryError) as exc:
+    except (ConfigError, RegistryError, DataError) as exc:
         print(f"xaibench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
