@@ -1,11 +1,15 @@
 import copy
+import json
 import tomllib
 from importlib import resources
 
 import pytest
 
 from xaibench.config import ConfigError, apply_overrides, load, parse, shipped_configs
+from xaibench.plugins import build
 from xaibench.registry import DATASETS
+
+from .datafiles import write_folder, write_imagenet_hvz, write_nih_cervix, write_oxford_pets
 
 BASE = {
     "run": {"seed": 0},
@@ -122,22 +126,37 @@ def shipped_raw(name):
     return tomllib.loads(resources.files("xaibench.configs").joinpath(f"{name}.toml").read_text())
 
 
-def test_shipped_configs_load():
-    assert {"quick", "synthetic", "synthetic_paper", "imagenet_hvz", "nih_cervix"} <= set(shipped_configs())
+FIXTURES = {"imagenet_hvz": write_imagenet_hvz, "nih_cervix": write_nih_cervix,
+            "oxford_pets": write_oxford_pets, "folder": write_folder}
+
+
+def test_shipped_configs_load(tmp_path, monkeypatch):
+    assert {"quick", "synthetic", "synthetic_paper", "imagenet_hvz", "nih_cervix", "oxford_pets",
+            "folder"} <= set(shipped_configs())
+    monkeypatch.chdir(tmp_path)  # no data/ folder here: the configs' default roots are missing
     for name in shipped_configs():
-        raw = shipped_raw(name)
-        if raw["dataset"]["name"] not in DATASETS.names():
-            # A real dataset whose loader is not installed: check every other section on
-            # synthetic data of the same image size.
-            raw["dataset"] = {"name": "synthetic", "image_size": raw["dataset"]["image_size"]}
-            cfg = parse(raw, name=name, source=name)
-        else:
-            cfg = load(name)
-        assert cfg.name == name
+        dataset = shipped_raw(name)["dataset"]["name"]
+        assert dataset in DATASETS.names()
+        if dataset not in FIXTURES:
+            assert load(name).name == name
+            continue
+        with pytest.raises(ConfigError, match=rf"configs/{name}.toml: \[dataset\] root: data folder "
+                                              rf"'data/{dataset}' does not exist.*--data-root"):
+            load(name)
+        root = tmp_path / name
+        FIXTURES[dataset](root)  # a tiny dataset in the real format
+        cfg = load(name, [f"dataset.root={json.dumps(str(root))}"])
+        assert cfg.name == name and cfg.dataset.as_dict()["root"] == str(root)
+        small = {"image_size": 32, **({"n_test": 4} if dataset == "imagenet_hvz" else {})}
+        data = build(DATASETS.get(dataset), {**cfg.dataset.as_dict(), **small})
+        splits = data.load(cache_dir=tmp_path / "cache", seed=0)
+        assert splits.has_masks == data.has_masks == (dataset != "folder")  # folder.toml: masks "none"
+        assert len(splits.train) and len(splits.val) and len(splits.test)
 
 
 @pytest.mark.parametrize("name,epochs,alpha", [("imagenet_hvz", (10, 10, 100), (1.0, 0.25, 0.9)),
-                                               ("nih_cervix", (30, 10, 50), (1.0, 0.25, 0.99))])
+                                               ("nih_cervix", (30, 10, 50), (1.0, 0.25, 0.99)),
+                                               ("oxford_pets", (10, 10, 100), (1.0, 0.25, 0.9))])
 def test_real_dataset_configs_carry_the_paper_hyperparameters(name, epochs, alpha):
     raw = shipped_raw(name)
     joint = {k: v for k, v in raw["models"].items() if v["arch"].startswith("joint_")}
