@@ -26,6 +26,7 @@ model's first layer.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -115,6 +116,21 @@ def check_fraction(key: str, value: float) -> None:
 
 
 # -- reading -------------------------------------------------------------------------------------
+
+
+def text_lines(path: Path) -> io.StringIO:
+    """A UTF-8 text file (BOM allowed) ready for the csv module.
+
+    Raises:
+        DataError: naming the file when it is not UTF-8 text.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from None
+    if "\0" in text:
+        raise DataError(f"{path} holds NUL bytes: not a text file")
+    return io.StringIO(text, newline="")
 
 
 def read_pixels(path: Path, kind: str, mode: str | None) -> np.ndarray:
@@ -325,8 +341,8 @@ def load_index(
         for part, members in zip(("train", "val", "test"), plan):
             idx = torch.tensor(members, dtype=torch.long)
             data[part] = {
-                "images": images[idx].clone(), "labels": labels[idx].clone(),
-                "masks": None if masks is None else masks[idx].clone(),
+                "images": images[idx], "labels": labels[idx],
+                "masks": None if masks is None else masks[idx],
                 "files": [str(index.records[i].image.relative_to(index.root))
                           if index.records[i].image.is_relative_to(index.root)
                           else str(index.records[i].image) for i in members],

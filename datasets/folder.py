@@ -38,6 +38,7 @@ from .files import (
     check_geometry,
     check_root,
     load_index,
+    text_lines,
 )
 from .splits import Splits
 from .splitting import held_out, split_sizes, stratified_split
@@ -66,7 +67,7 @@ def read_boxes(path: Path, images: dict[str, Path]) -> dict[Path, list[tuple[Box
         raise DataError(f"box file {path} not found (masks = 'boxes' reads the columns file, x0, y0, "
                         f"x1, y1 from it; set dataset.boxes_file to another file)")
     boxes: dict[Path, list[tuple[Box, str]]] = {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
+    with text_lines(path) as f:
         reader = csv.DictReader(f)
         need = ("file", "x0", "y0", "x1", "y1")
         missing = [c for c in need if c not in (reader.fieldnames or ())]

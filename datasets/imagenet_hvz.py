@@ -32,6 +32,7 @@ from .files import (
     check_geometry,
     check_root,
     load_index,
+    text_lines,
 )
 from .splits import Splits
 from .splitting import split_sizes, stratified_split
@@ -53,7 +54,7 @@ def read_index(root: Path) -> Index:
                         f"beside images/ and masks/ in {root}")
     records = []
     seen: dict[str, int] = {}
-    with table.open(newline="", encoding="utf-8-sig") as f:
+    with text_lines(table) as f:
         reader = csv.DictReader(f)
         missing = {"imageID", "label"} - set(reader.fieldnames or ())
         if missing:

@@ -46,6 +46,7 @@ from .files import (
     check_geometry,
     check_root,
     load_index,
+    text_lines,
 )
 from .splits import Splits
 from .splitting import grouped_split
@@ -70,7 +71,7 @@ def _cell(value: Any) -> str:
 def read_sheet(path: Path) -> list[list[str]]:
     """All rows of a covariate spreadsheet (.csv, .xlsx or .xls) as text cells."""
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with text_lines(path) as f:
             return [[c.strip() for c in row] for row in csv.reader(f)]
     engines = ("python_calamine", "openpyxl" if path.suffix == ".xlsx" else "xlrd")
     engine = next((e for e in engines if importlib.util.find_spec(e) is not None), None)

@@ -32,7 +32,7 @@ import numpy as np
 from xaibench.plugins import DataError, Dataset, ParamError, check_range
 from xaibench.registry import DATASETS
 
-from .files import Index, Record, check_fraction, check_geometry, load_index, read_pixels
+from .files import Index, Record, check_fraction, check_geometry, load_index, read_pixels, text_lines
 from .splits import Splits
 from .splitting import held_out, stratified_split
 
@@ -82,7 +82,7 @@ def read_list(base: Path, split: str, target: str) -> list[Record]:
     if not path.is_file():
         raise DataError(f"{path} not found; expected {LAYOUT}")
     records = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(text_lines(path).read().splitlines(), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue

@@ -226,6 +226,8 @@ def test_imagenet_hvz_bad_data(hvz, tmp_path):
     hvz_error(root, tmp_path, "missing column.* imageID, label")
     (root / "data.csv").write_text(good_csv + "n02389026_100.JPEG,horse\n")
     hvz_error(root, tmp_path, "listed twice")
+    (root / "data.csv").write_bytes(good_csv.encode() + "n02389026_\xe9.JPEG,horse\n".encode("latin-1"))
+    hvz_error(root, tmp_path, "data.csv is not UTF-8 text")
     (root / "data.csv").unlink()
     hvz_error(root, tmp_path, "data.csv not found")
 
