@@ -271,17 +271,18 @@ def check_headers(index: Index) -> list[tuple[int, int]]:
 
 
 def decode(
-    index: Index, *, size: int, center_crop: bool, read_mask: MaskReader | None, boxes: bool
+    records: Sequence[Record], *, size: int, center_crop: bool, read_mask: MaskReader | None,
+    boxes: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Decode and resize every record: (uint8 [N, 3, s, s], bool [N, s, s] or None).
+    """Decode and resize records: (uint8 [N, 3, s, s], bool [N, s, s] or None).
 
     Masks come from ``read_mask(record.mask)`` when given, else from the records' boxes when
     ``boxes``, else there are none.
     """
-    n = len(index.records)
+    n = len(records)
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
     masks = torch.empty((n, size, size), dtype=torch.bool) if read_mask or boxes else None
-    for i, r in enumerate(index.records):
+    for i, r in enumerate(records):
         pixels = read_pixels(r.image, "image", "RGB")
         image = torch.from_numpy(pixels).permute(2, 0, 1)
         h, w = pixels.shape[:2]
@@ -334,18 +335,16 @@ def load_index(
     data = load_checked(path)
     if data is None:
         check_headers(index)
-        images, masks = decode(index, size=size, center_crop=center_crop, read_mask=read_mask,
-                               boxes=boxes)
-        labels = torch.tensor([r.label for r in index.records], dtype=torch.long)
         data = {"class_names": list(index.class_names)}
         for part, members in zip(("train", "val", "test"), plan):
-            idx = torch.tensor(members, dtype=torch.long)
+            records = [index.records[i] for i in members]
+            images, masks = decode(records, size=size, center_crop=center_crop, read_mask=read_mask,
+                                   boxes=boxes)
             data[part] = {
-                "images": images[idx], "labels": labels[idx],
-                "masks": None if masks is None else masks[idx],
-                "files": [str(index.records[i].image.relative_to(index.root))
-                          if index.records[i].image.is_relative_to(index.root)
-                          else str(index.records[i].image) for i in members],
+                "images": images, "masks": masks,
+                "labels": torch.tensor([r.label for r in records], dtype=torch.long),
+                "files": [str(r.image.relative_to(index.root)) if r.image.is_relative_to(index.root)
+                          else str(r.image) for r in records],
             }
         save_checked(path, data)
     train, val, test = (Split(data[p]["images"], data[p]["labels"], data[p]["masks"])
