@@ -93,7 +93,7 @@ def read_boxes(path: Path, images: dict[str, Path]) -> dict[Path, list[tuple[Box
 
 @DATASETS.register("folder")
 class Folder(Dataset):
-    """Your own images: images/<class>/* under ``root``, optional mask files or a box CSV.
+    """Your own images: <root>/images/<class>/*, optional mask files or a box CSV.
 
     Args:
         root: the folder holding images/ (and masks/ or the box CSV; see the module docstring).

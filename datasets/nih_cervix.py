@@ -153,7 +153,7 @@ def read_collection(folder: Path, *, masks: bool) -> tuple[Path, list[Record]]:
 
 @DATASETS.register("nih_cervix")
 class NIHCervix(Dataset):
-    """NIH-NCI cervix (Rio-Torto et al., PRL 2020): worst histology <= CIN1 vs above, cervix masks.
+    """NIH-NCI cervix (Rio-Torto et al., PRL 2020): worst histology code <= 1 vs >= 2, cervix masks.
 
     Args:
         root: the folder holding data/<collection>/ (see the module docstring).
