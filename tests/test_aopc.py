@@ -98,3 +98,15 @@ def test_config_checks():
     with pytest.raises(ParamError, match="blur_kernel: 31 is too large"):
         build(AOPC, {"substrate": "blur", "blur_kernel": 31, "patch_size": 4,
                      "steps": 2}).check_image_size(12, 12)
+
+
+def test_paper_grid_is_shipped_configuration():
+    from xaibench.config import load
+
+    cfg = load("aopc_grid")
+    grid = {(dict(m.params)["patch_size"], dict(m.params)["substrate"]) for m in cfg.metrics}
+    assert all(m.plugin == "aopc" for m in cfg.metrics)
+    assert grid == {(p, s) for p in (4, 8, 16, 32) for s in ("black", "gray", "white", "blur", "uniform")}
+    synthetic = load("synthetic")
+    assert cfg.resolved()["dataset"] == synthetic.resolved()["dataset"]
+    assert cfg.resolved()["models"] == synthetic.resolved()["models"]
