@@ -43,7 +43,7 @@ def score_targets(model: torch.nn.Module, images: torch.Tensor, targets: torch.T
 
 @METRICS.register("deletion")
 class Deletion(Metric):
-    """RISE deletion AUC: pixels removed most relevant first, ``step`` at a time (lower is better).
+    """RISE deletion AUC: pixels removed most relevant first, ``step`` at a time.
 
     Petsiuk, Das and Saenko, "RISE: Randomized input sampling for explanation of black-box
     models", BMVC 2018. Pixels are ordered by descending attribution (ties by pixel index); each

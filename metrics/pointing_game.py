@@ -32,7 +32,7 @@ def pointing_game(attributions: torch.Tensor, masks: torch.Tensor, *, absolute: 
 
 @METRICS.register("pointing_game")
 class PointingGame(Metric):
-    """Pointing game: 1 when the map's maximum lies inside the ground-truth mask (higher is better).
+    """Pointing game: 1 when the map's maximum lies inside the ground-truth mask.
 
     Zhang, Bargal, Lin, Brandt, Shen and Sclaroff, "Top-down neural attention by excitation
     backprop", IJCV 2018 (without their 15-px tolerance, as Quantus' PointingGame). Ties for the

@@ -41,7 +41,7 @@ def pompom(attributions: torch.Tensor, masks: torch.Tensor, *, eps: float = 1e-6
 
 @METRICS.register("pompom")
 class POMPOM(Metric):
-    """POMPOM, percentage of meaningful pixels outside the mask (lower is better).
+    """POMPOM, percentage of meaningful pixels outside the mask (maps scaled |a| / max|a|).
 
     Rio-Torto, Fernandes and Teixeira, "Understanding the decisions of CNNs: an in-model
     approach", Pattern Recognition Letters 2020: #{pixels with (1-m) z > eps} /

@@ -29,7 +29,7 @@ def sparseness(attributions: torch.Tensor) -> torch.Tensor:
 
 @METRICS.register("sparseness")
 class Sparseness(Metric):
-    """Sparseness: Gini index of the absolute, max-scaled map (higher is better: sparser).
+    """Sparseness: Gini index of the absolute, max-scaled map (sparser is better).
 
     Chalasani, Chen, Chowdhury, Wu and Jha, "Concise explanations of neural networks using
     adversarial training", ICML 2020; the definition of Quantus' Sparseness (abs, divided by the

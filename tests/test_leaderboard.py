@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
+from xaibench.config import ConfigError, parse
 from xaibench.leaderboard import summarise
-from xaibench.plugins import build
-from xaibench.registry import METRICS
+from xaibench.plugins import Dataset, build
+from xaibench.registry import DATASETS, METRICS
 from xaibench.runner import score_frames
 
 from .conftest import tiny_net
@@ -94,3 +95,31 @@ def test_quick_run_writes_every_metric_column(tmp_path):
         assert (run_dir / f"{curve}_curve.png").exists()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["metrics"]["insertion"]["blur_kernel"] == 5
+
+
+@DATASETS.register("nomask_metrics_fixture")
+class NoMasks(Dataset):
+    """A dataset without masks (test fixture)."""
+
+    def __init__(self, *, image_size: int = 32) -> None:
+        self.size = image_size
+
+    @property
+    def has_masks(self):
+        return False
+
+    @property
+    def image_size(self):
+        return (self.size, self.size)
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_metrics_that_need_masks_fail_at_config_time_without_them(name):
+    raw = {"dataset": {"name": "nomask_metrics_fixture"}, "models": {"r": {"arch": "resnet18"}},
+           "methods": {"gradcam": {}}, "metrics": {name: SETTINGS.get(name, {})}}
+    if METRICS.get(name).requires_masks:
+        with pytest.raises(ConfigError, match=rf"\[metrics.{name}\] needs ground-truth masks, but dataset "
+                                              r"'nomask_metrics_fixture' has none"):
+            parse(raw, name="t", source="t.toml")
+    else:
+        parse(raw, name="t", source="t.toml")
