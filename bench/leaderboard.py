@@ -12,8 +12,11 @@ from xaibench.io import write_text
 
 
 def long_scores(model: str, method: str, metric: str, values: torch.Tensor,
-                higher_is_better: bool) -> pd.DataFrame:
-    """Per-image scores of one (model, method, metric) in long format."""
+                higher_is_better: bool | None) -> pd.DataFrame:
+    """Per-image scores of one (model, method, metric) in long format.
+
+    ``higher_is_better`` None marks an informational column: reported, never ranked.
+    """
     return pd.DataFrame({"model": model, "method": method, "metric": metric,
                          "higher_is_better": higher_is_better,
                          "index": np.arange(len(values)), "value": values.numpy().astype(float)})
@@ -25,6 +28,13 @@ def long_curves(model: str, method: str, curve: str, values: torch.Tensor) -> pd
     return pd.DataFrame({"model": model, "method": method, "curve": curve,
                          "index": np.repeat(np.arange(n), s), "step": np.tile(np.arange(s), n),
                          "value": values.numpy().astype(float).ravel()})
+
+
+def direction(higher_is_better: bool | None) -> str:
+    """The leaderboard's ``_direction`` value: "higher", "lower" or "none" (not ranked)."""
+    if higher_is_better is None or pd.isna(higher_is_better):
+        return "none"
+    return "higher" if higher_is_better else "lower"
 
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int, seed: int,
@@ -45,7 +55,8 @@ def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boo
     it is defined on, direction and rank.
 
     Rank 1 is the best method on that model for that metric (ties share the lower rank);
-    ``mean_rank`` averages a method's ranks over the metrics.
+    ``mean_rank`` averages a method's ranks over the metrics. Informational columns (direction
+    "none") get no rank and stay out of ``mean_rank``.
     """
     rows = []
     for (model, method), group in scores.groupby(["model", "method"], sort=False):
@@ -58,16 +69,22 @@ def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boo
             row[f"{metric}_mean"] = float(v.mean()) if len(v) else float("nan")
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = lo, hi
             row[f"{metric}_n"] = len(v)
-            row[f"{metric}_direction"] = "higher" if g["higher_is_better"].iloc[0] else "lower"
+            row[f"{metric}_direction"] = direction(g["higher_is_better"].iloc[0])
         rows.append(row)
     board = pd.DataFrame(rows)
     board = board.merge(models[["model", "accuracy"]], on="model", how="left")
     metrics = list(dict.fromkeys(scores["metric"]))
+    ranked = []
     for metric in metrics:
-        higher = (board[f"{metric}_direction"] == "higher").all()
+        directions = set(board[f"{metric}_direction"])
+        if directions == {"none"}:
+            board[f"{metric}_rank"] = float("nan")
+            continue
+        higher = directions == {"higher"}
         board[f"{metric}_rank"] = board.groupby("model")[f"{metric}_mean"].rank(
             ascending=not higher, method="min")
-    board["mean_rank"] = board[[f"{m}_rank" for m in metrics]].mean(1)
+        ranked.append(metric)
+    board["mean_rank"] = board[[f"{m}_rank" for m in ranked]].mean(1)
     first = ["dataset", "model", "method", "accuracy", "n", "mean_rank"]
     ordered = first + [c for m in metrics for c in
                        (f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high", f"{m}_n", f"{m}_direction", f"{m}_rank")]

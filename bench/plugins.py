@@ -193,11 +193,22 @@ class MetricOutput:
 
 
 class Metric:
-    """Base of metrics: configuration only; the maths lives in the module's pure functions."""
+    """Base of metrics: configuration only; the maths lives in the module's pure functions.
+
+    ``higher_is_better`` is the direction of every score column; ``directions`` overrides it
+    per score key (e.g. ``{"lerf": False}``), and ``None`` there marks an informational column
+    that the leaderboard reports but does not rank.
+    """
 
     higher_is_better: ClassVar[bool] = True
+    directions: ClassVar[dict[str, bool | None]] = {}
     requires_masks: ClassVar[bool] = False
     registry_name: ClassVar[str]
+
+    @classmethod
+    def direction(cls, key: str) -> bool | None:
+        """Whether higher is better for score ``key`` (None: informational, not ranked)."""
+        return cls.directions.get(key, cls.higher_is_better)
 
     def evaluate(
         self,

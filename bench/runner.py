@@ -113,6 +113,15 @@ def score(
             {k: torch.cat(v) for k, v in curves.items()})
 
 
+def score_frames(model_id: str, method_id: str, metric_id: str, plugin: str, metric: Metric,
+                 scores: dict[str, torch.Tensor]) -> list[pd.DataFrame]:
+    """Long-format score rows of one metric: the score keyed by the plugin's name becomes column
+    ``<metric_id>``, any other key ``<metric_id>_<key>``, each with its own direction."""
+    return [lb.long_scores(model_id, method_id, metric_id if key == plugin else f"{metric_id}_{key}",
+                           values, metric.direction(key))
+            for key, values in scores.items()]
+
+
 @dataclass
 class RunResult:
     """Where a run wrote its outputs, and what it measured."""
@@ -204,10 +213,8 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
                                        batch_size=config.run.batch_size, device=device)
                 timings["score_s"] += time.perf_counter() - t
                 spec = next(s for s in config.metrics if s.id == metric_id)
-                for column, values in scores.items():
-                    name = metric_id if column == spec.plugin else f"{metric_id}_{column}"
-                    score_rows.append(lb.long_scores(model_cfg.id, method_id, name, values,
-                                                     metric.higher_is_better))
+                score_rows += score_frames(model_cfg.id, method_id, metric_id, spec.plugin, metric,
+                                           scores)
                 for curve, values in curves.items():
                     curve_rows.append(lb.long_curves(model_cfg.id, method_id,
                                                      f"{metric_id}_{curve}", values))

@@ -10,15 +10,24 @@ from xaibench.plugins import Metric, MetricOutput
 from xaibench.registry import METRICS
 
 
+def reduce_relevance(attributions: torch.Tensor, *, positive_only: bool) -> torch.Tensor:
+    """The relevance the ground-truth metrics count: |a|, or max(a, 0) when ``positive_only``."""
+    return attributions.clamp(min=0) if positive_only else attributions.abs()
+
+
 def relevance_mass(attributions: torch.Tensor, masks: torch.Tensor, *, positive_only: bool) -> torch.Tensor:
     """sum(a inside the mask) / sum(a) per image -> [B]; NaN where the mask is empty.
+
+    Equal to Quantus' RelevanceMassAccuracy on the same relevance (``abs=True, normalise=False``
+    for "abs", the map clipped at 0 for "positive"), except for an all-zero map: Quantus divides
+    0 by 0 (NaN); here it scores 0 (the map puts no mass on the object), so a method that
+    returns nothing is not left out of the mean.
 
     Args:
         attributions: [B, H, W]; taken as absolute values, or clipped at 0 when ``positive_only``.
         masks: [B, H, W] bool ground-truth regions.
     """
-    a = attributions.clamp(min=0) if positive_only else attributions.abs()
-    a = a.flatten(1).double()
+    a = reduce_relevance(attributions, positive_only=positive_only).flatten(1).double()
     m = masks.flatten(1)
     inside = (a * m).sum(1)
     total = a.sum(1)

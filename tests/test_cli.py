@@ -27,7 +27,10 @@ def test_run_quick_end_to_end(tmp_path):
     assert row["aopc_ci_low"] <= row["aopc_mean"] <= row["aopc_ci_high"]
     assert row["n"] == 16
     scores = pd.read_csv(run_dir / "scores.csv")
-    assert len(scores) == 16 and scores["value"].mean() == pytest.approx(row["aopc_mean"], abs=1e-5)
+    assert set(scores["metric"]) == {"aopc", "aopc_lerf", "aopc_gap"}
+    aopc = scores[scores["metric"] == "aopc"]
+    assert len(aopc) == 16 and aopc["value"].mean() == pytest.approx(row["aopc_mean"], abs=1e-5)
+    assert row["aopc_gap_mean"] == pytest.approx(row["aopc_mean"] - row["aopc_lerf_mean"], abs=1e-5)
     assert (run_dir / "aopc_morf_curve.png").stat().st_size > 1000
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["device"] == "cpu"

@@ -72,7 +72,7 @@ def test_wrong_type():
 
 def test_bad_choice():
     check(edit(["metrics", "aopc", "substrate"], "pink"),
-          r"substrate: must be one of 'black', 'white', 'gray'; got 'pink'")
+          r"substrate: must be one of 'black', 'white', 'gray', 'mean', 'blur', 'uniform'; got 'pink'")
     check(edit(["models", "resnet18", "arch"], "alexnet"),
           r"arch: must be one of 'resnet18', 'resnet50', 'vgg16'")
 

@@ -182,7 +182,10 @@ def test_metric_contract(name, batch):
     masks[:, 8:20, 4:16] = True
     y = torch.randint(0, 2, (batch,), generator=gen)
     before = snapshot(model)
+    rng_before = rng_states()
     out = metric.evaluate(model, x, y, attributions, masks if metric.requires_masks else None)
+    assert all(torch.equal(s, t) for s, t in zip(rng_before, rng_states())), \
+        "the global RNG was used: draw from a seeded torch.Generator"
     assert isinstance(out, MetricOutput)
     assert METRICS.get(name).registry_name in out.scores
     for values in out.scores.values():
@@ -192,3 +195,20 @@ def test_metric_contract(name, batch):
     assert_unchanged(model, before)
     again = metric.evaluate(model, x, y, attributions, masks if metric.requires_masks else None)
     assert all(torch.equal(out.scores[k], again.scores[k]) for k in out.scores)
+    cls = METRICS.get(name)
+    for key in out.scores:
+        assert cls.direction(key) in (True, False, None), f"{key}: declare its direction"
+    assert set(cls.directions) <= set(out.scores), "a direction for a score key the metric never returns"
+
+
+@pytest.mark.parametrize("name", [n for n in METRICS.names()
+                                  if METRICS.get(n).__module__.startswith("xaibench.metrics.")])
+def test_builtin_metric_declares_keyword_only_parameters(name):
+    cls = METRICS.get(name)
+    for key, (hint, default) in parameters(cls).items():
+        assert hint is not Any, f"{key}: add a type hint"
+        assert default is not inspect.Parameter.empty, f"{key}: give a default"
+    assert not [p for p in inspect.signature(cls.__init__).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                and p.name != "self"], "hyperparameters are keyword-only, no *args/**kwargs"
+    assert cls.__doc__ and cls.registry_name == name

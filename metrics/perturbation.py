@@ -1,0 +1,368 @@
+"""The batched perturbation engine behind every perturbation metric (AOPC, deletion, insertion).
+
+One call computes, for every image, the model's score after 0, 1, ..., ``steps`` cumulative
+perturbations of its patches, ordered once from the unperturbed attribution::
+
+    curves = perturbation_curves(model, images, attributions, targets, patch_size=8, steps=16)
+    curves.shape == (B, 17)          # curves[:, 0] is the score of the clean image
+
+How it stays fast and bounded:
+
+- Each pixel gets the step at which it is perturbed (a [B, H, W] integer map, from one sort of the
+  patch sums). The input of (image b, step k) is then a single ``torch.where(step_map[b] <= k,
+  substrate[b], images[b])``: no Python loop over steps or patches, everything on the images'
+  device.
+- The B x (steps + 1) (image, step) pairs are flattened (step-major: all clean images first) and
+  pushed through the model in chunks of at most ``chunk_size`` inputs under
+  ``torch.inference_mode``. Peak memory is set by ``chunk_size`` (plus the B-sized inputs,
+  step map and substrate), never by B x steps.
+
+Patch grid (sizes that ``patch_size`` does not divide): the grid of ceil(H/p) x ceil(W/p) patches
+is centred on the image and the border patches are cut short, on both sides: with H = 10 and
+p = 4 the three rows of patches are 3, 4 and 3 pixels high (the grid's 12 - 10 = 2 surplus rows
+are split floor/ceil between top and bottom; with W = 7, the columns are 4 and 3 wide).
+This is the rule of Quantus' RegionPerturbation (it pads the image by the same amounts and crops
+after perturbing), so curves agree with it on any image size. Patches are numbered row-major; a
+patch's relevance is the sum of the attribution over its (possibly cut-short) pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Order = Literal["morf", "lerf", "random"]
+Score = Literal["softmax", "predicted", "logit"]
+SubstrateName = Literal["black", "white", "gray", "mean", "blur", "uniform"]
+Autocast = Literal["off", "bf16", "fp16"]
+
+ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
+SCORES: tuple[str, ...] = ("softmax", "predicted", "logit")
+SUBSTRATES: tuple[str, ...] = ("black", "white", "gray", "mean", "blur", "uniform")
+AUTOCAST: tuple[str, ...] = ("off", "bf16", "fp16")
+
+# The colour of the "mean" substrate for models without a ``mean`` buffer: the ImageNet
+# normalisation mean, which every built-in model (xaibench.models.Classifier) uses.
+FALLBACK_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+CONSTANT_COLOURS = {"black": 0.0, "white": 1.0, "gray": 0.5}
+
+SubstrateSpec = str | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
+# -- the patch grid ------------------------------------------------------------------------------
+
+
+def patch_grid(height: int, width: int, patch_size: int) -> tuple[int, int]:
+    """Rows and columns of the patch grid: ceil(H / p) x ceil(W / p)."""
+    return -(-height // patch_size), -(-width // patch_size)
+
+
+def grid_offset(size: int, patch_size: int) -> int:
+    """Pixels the centred grid starts before the image on one axis (the top or left padding).
+
+    The grid covers ceil(size / p) * p pixels; the surplus is split floor (before) / ceil (after).
+    """
+    return (-size % patch_size) // 2
+
+
+def patch_index_map(height: int, width: int, patch_size: int, device: torch.device | str = "cpu"
+                    ) -> torch.Tensor:
+    """The patch each pixel belongs to: [H, W] long, patches numbered row-major on the grid."""
+    rows = (torch.arange(height, device=device) + grid_offset(height, patch_size)) // patch_size
+    cols = (torch.arange(width, device=device) + grid_offset(width, patch_size)) // patch_size
+    return rows[:, None] * patch_grid(height, width, patch_size)[1] + cols[None, :]
+
+
+def patch_sums(attributions: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Summed relevance per patch, [B, P] float64 (P = grid rows x columns, row-major).
+
+    Args:
+        attributions: [B, H, W].
+    """
+    b, h, w = attributions.shape
+    gh, gw = patch_grid(h, w, patch_size)
+    top, left = grid_offset(h, patch_size), grid_offset(w, patch_size)
+    padded = F.pad(attributions.double(), (left, gw * patch_size - w - left, top, gh * patch_size - h - top))
+    return padded.view(b, gh, patch_size, gw, patch_size).sum((2, 4)).flatten(1)
+
+
+def patch_order(attributions: torch.Tensor, patch_size: int, *, order: Order = "morf",
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Patch indices [B, P] in the order they are perturbed.
+
+    "morf": descending summed relevance; "lerf": ascending; ties broken by patch index (lower
+    first) in both. "random": a uniform random permutation per image, drawn from ``generator``
+    (on the generator's device, so CPU and CUDA runs agree; default: a CPU generator seeded 0).
+
+    Args:
+        attributions: [B, H, W]; ranked once, as given (signed).
+    """
+    sums = patch_sums(attributions, patch_size)
+    if order == "random":
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        keys = torch.rand(sums.shape, generator=gen, device=gen.device).to(sums.device)
+        return torch.argsort(keys, dim=1, stable=True)
+    if order not in ("morf", "lerf"):
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+    return torch.sort(sums, dim=1, descending=order == "morf", stable=True).indices
+
+
+def step_map(attributions: torch.Tensor, patch_size: int, *, order: Order = "morf",
+             patches_per_step: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The step at which each pixel is perturbed, [B, H, W] int32 (1 = the first step).
+
+    Pixel (i, j) of image b is perturbed in x^(k) iff ``step_map[b, i, j] <= k``: step k perturbs
+    the patches at positions (k-1)*n .. k*n-1 of :func:`patch_order` (n = ``patches_per_step``).
+    """
+    b, h, w = attributions.shape
+    ordered = patch_order(attributions, patch_size, order=order, generator=generator)
+    rank = torch.empty_like(ordered)
+    rank.scatter_(1, ordered, torch.arange(ordered.shape[1], device=ordered.device).expand_as(ordered))
+    pixel_patch = patch_index_map(h, w, patch_size, attributions.device).flatten()
+    steps = torch.div(rank[:, pixel_patch], patches_per_step, rounding_mode="floor") + 1
+    return steps.view(b, h, w).to(torch.int32)
+
+
+def max_steps(height: int, width: int, patch_size: int, patches_per_step: int = 1) -> int:
+    """The number of steps that perturbs every patch: ceil(P / patches_per_step)."""
+    gh, gw = patch_grid(height, width, patch_size)
+    return math.ceil(gh * gw / patches_per_step)
+
+
+# -- substrates ----------------------------------------------------------------------------------
+
+
+def mean_colour(model: torch.nn.Module, device: torch.device) -> torch.Tensor:
+    """The model's normalisation mean colour [1, 3, 1, 1] (its ``mean`` buffer), or
+    :data:`FALLBACK_MEAN` (the ImageNet mean) for a model without one."""
+    mean = getattr(model, "mean", None)
+    if isinstance(mean, torch.Tensor) and mean.numel() == 3:
+        return mean.detach().reshape(1, 3, 1, 1).to(device=device, dtype=torch.float32)
+    return torch.tensor(FALLBACK_MEAN, device=device).view(1, 3, 1, 1)
+
+
+def gaussian_blur(images: torch.Tensor, *, kernel: int, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [B, C, H, W] with reflect padding (torchvision's rule).
+
+    The kernel is exp(-x^2 / (2 sigma^2)) at x = -(k-1)/2 .. (k-1)/2, normalised to sum 1.
+    """
+    if kernel % 2 != 1:
+        raise ValueError(f"blur kernel must be odd, got {kernel}")
+    if kernel // 2 >= min(images.shape[2:]):
+        raise ValueError(f"a {kernel}x{kernel} blur kernel needs images larger than {kernel // 2} "
+                         f"pixels a side (reflect padding); got {tuple(images.shape[2:])}")
+    x = torch.arange(kernel, device=images.device, dtype=torch.float32) - (kernel - 1) / 2
+    k1 = torch.exp(-0.5 * (x / sigma) ** 2)
+    k1 = (k1 / k1.sum()).to(images.dtype)
+    c = images.shape[1]
+    half = kernel // 2
+    padded = F.pad(images, (half, half, half, half), mode="reflect")
+    out = F.conv2d(padded, k1.view(1, 1, 1, kernel).expand(c, 1, 1, kernel), groups=c)
+    return F.conv2d(out, k1.view(1, 1, kernel, 1).expand(c, 1, kernel, 1), groups=c)
+
+
+def make_substrate(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    substrate: SubstrateSpec,
+    *,
+    blur_kernel: int = 11,
+    blur_sigma: float = 5.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The replacement values, broadcastable to ``images`` [B, 3, H, W] and on their device.
+
+    Args:
+        model: read only for "mean" (its normalisation mean colour).
+        images: [B, 3, H, W] in [0, 1].
+        substrate: a name, a tensor broadcastable to ``images``, or a callable
+            ``images -> tensor`` (it must be deterministic):
+
+            - "black" 0, "white" 1, "gray" 0.5 (every channel);
+            - "mean": the model's normalisation mean colour (RISE's "zero in normalised space"),
+              :data:`FALLBACK_MEAN` for a model without a ``mean`` buffer;
+            - "blur": each image Gaussian-blurred (``blur_kernel``, ``blur_sigma``);
+            - "uniform": per-pixel, per-channel U(0, 1) noise, drawn once per image from
+              ``generator`` (on the generator's device; default: a CPU generator seeded 0).
+        blur_kernel, blur_sigma: the Gaussian blur's odd kernel size and standard deviation.
+        generator: the source of the "uniform" noise.
+
+    Returns:
+        A 4-d tensor: [1, 3, 1, 1] for constant colours, [B, 3, H, W] for "blur" and "uniform";
+        a tensor or a callable's result is given leading singleton dimensions up to 4-d.
+    """
+    device, dtype = images.device, images.dtype
+    if callable(substrate) and not isinstance(substrate, torch.Tensor):
+        values = substrate(images)
+    elif isinstance(substrate, torch.Tensor):
+        values = substrate
+    elif substrate in CONSTANT_COLOURS:
+        values = torch.full((1, 3, 1, 1), CONSTANT_COLOURS[substrate], device=device, dtype=dtype)
+    elif substrate == "mean":
+        values = mean_colour(model, device).to(dtype)
+    elif substrate == "blur":
+        values = gaussian_blur(images, kernel=blur_kernel, sigma=blur_sigma)
+    elif substrate == "uniform":
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        values = torch.rand(images.shape, generator=gen, device=gen.device, dtype=dtype)
+    else:
+        raise ValueError(f"substrate must be one of {', '.join(SUBSTRATES)}, a tensor or a callable; "
+                         f"got {substrate!r}")
+    values = values.to(device=device, dtype=dtype)
+    try:
+        torch.broadcast_shapes(values.shape, images.shape)
+    except RuntimeError:
+        raise ValueError(f"substrate of shape {tuple(values.shape)} does not broadcast to the "
+                         f"images' {tuple(images.shape)}") from None
+    return values.reshape((1,) * (4 - values.dim()) + tuple(values.shape))
+
+
+# -- forward passes in chunks --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _forward_context(device: torch.device, autocast: Autocast) -> Iterator[None]:
+    with torch.inference_mode():
+        if autocast == "off":
+            yield
+        else:
+            dtype = torch.bfloat16 if autocast == "bf16" else torch.float16
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                yield
+
+
+def _check_options(chunk_size: int, autocast: str) -> None:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if autocast not in AUTOCAST:
+        raise ValueError(f"autocast must be one of {', '.join(AUTOCAST)}; got {autocast!r}")
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor, *, chunk_size: int = 128,
+            autocast: Autocast = "off", channels_last: bool = False) -> torch.Tensor:
+    """The class the model predicts for each image, [B] long, in chunks under inference mode."""
+    _check_options(chunk_size, autocast)
+    out = torch.empty(images.shape[0], dtype=torch.long, device=images.device)
+    with _forward_context(images.device, autocast):
+        for start in range(0, images.shape[0], chunk_size):
+            x = images[start:start + chunk_size]
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out[start:start + chunk_size] = model(x).argmax(1)
+    return out
+
+
+def perturbation_curves(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    attributions: torch.Tensor,
+    targets: torch.Tensor | None,
+    *,
+    patch_size: int,
+    steps: int,
+    order: Order = "morf",
+    substrate: SubstrateSpec = "black",
+    score: Score = "softmax",
+    chunk_size: int = 128,
+    generator: torch.Generator | None = None,
+    patches_per_step: int = 1,
+    blur_kernel: int = 11,
+    blur_sigma: float = 5.0,
+    autocast: Autocast = "off",
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The model's score after 0..steps cumulative patch perturbations, for every image.
+
+    Patches (``patch_size`` x ``patch_size``, on the centred grid of the module docstring; 1 =
+    pixels) are ranked once from the unperturbed attribution (:func:`patch_order`); step k
+    replaces the pixels of the first k * ``patches_per_step`` ranked patches by the substrate.
+
+    Args:
+        model: images [N, 3, H, W] in [0, 1] -> logits [N, C]. Called under inference mode
+            (in the mode it is in: put it in eval mode first) and never changed.
+        images: [B, 3, H, W] in [0, 1].
+        attributions: [B, H, W].
+        targets: [B] classes scored by "softmax" and "logit" (unused by "predicted").
+        patch_size: side of the square patches in pixels.
+        steps: L, the number of perturbation steps (0 .. :func:`max_steps`).
+        order: "morf" (most relevant first), "lerf" (least relevant first) or "random".
+        substrate: see :func:`make_substrate`: "black", "white", "gray", "mean", "blur",
+            "uniform", a tensor broadcastable to ``images`` or a callable ``images -> tensor``.
+        score: "softmax" probability of ``targets``, "predicted": softmax probability of the
+            class predicted on the clean image, or the "logit" of ``targets``.
+        chunk_size: the most inputs the model sees in one forward pass.
+        generator: the source of the "random" order and "uniform" substrate (the substrate is
+            drawn first); default: a CPU generator seeded 0. Draws are made on the generator's
+            device, so CPU and CUDA give the same curves.
+        patches_per_step: patches perturbed per step (RISE deletion: pixels per step).
+        blur_kernel, blur_sigma: the "blur" substrate's odd kernel size and sigma.
+        autocast: "bf16" or "fp16" runs the forward passes under torch.autocast on the images'
+            device (scores are computed in float32 from the logits); "off" (default) is fp32.
+        channels_last: feed the model channels-last inputs (a CUDA speed-up for convnets;
+            the model's own parameters are left as they are).
+
+    Returns:
+        [B, steps + 1] float32: column k is the score of x^(k); column 0 is the clean image.
+    """
+    if images.dim() != 4 or attributions.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"expected images [B,3,H,W] and attributions [B,H,W]; got "
+                         f"{tuple(images.shape)} and {tuple(attributions.shape)}")
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
+    if score != "predicted" and targets is None:
+        raise ValueError(f"score {score!r} needs targets")
+    if patch_size < 1 or patches_per_step < 1:
+        raise ValueError("patch_size and patches_per_step must be >= 1")
+    _check_options(chunk_size, autocast)
+    b, _, h, w = images.shape
+    most = max_steps(h, w, patch_size, patches_per_step)
+    if not 0 <= steps <= most:
+        raise ValueError(f"steps must be in [0, {most}] for {patch_size}-px patches on {h}x{w} "
+                         f"images ({patches_per_step} per step); got {steps}")
+    device = images.device
+    values = make_substrate(model, images, substrate, blur_kernel=blur_kernel, blur_sigma=blur_sigma,
+                            generator=generator)
+    per_image = values.shape[0] != 1
+    when = step_map(attributions.to(device), patch_size, order=order, patches_per_step=patches_per_step,
+                    generator=generator)
+    if targets is not None:
+        targets = targets.to(device=device, dtype=torch.long)
+    chosen = torch.empty(b, dtype=torch.long, device=device) if score == "predicted" else targets
+
+    rows = b * (steps + 1)  # (image, step) pairs, step-major: row r is image r % B at step r // B
+    out = torch.empty(rows, dtype=torch.float32, device=device)
+    with _forward_context(device, autocast):
+        for start in range(0, rows, chunk_size):
+            r = torch.arange(start, min(start + chunk_size, rows), device=device)
+            img, k = r % b, torch.div(r, b, rounding_mode="floor")
+            perturbed = (when[img] <= k.view(-1, 1, 1).to(torch.int32)).unsqueeze(1)
+            x = torch.where(perturbed, values[img] if per_image else values, images[img])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x).float()
+            if score == "predicted":
+                clean = k == 0  # rows of clean images come first, so every row's class is known
+                chosen[img[clean]] = logits[clean].argmax(1)
+            picked = chosen[img].unsqueeze(1)
+            s = logits.gather(1, picked) if score == "logit" else logits.softmax(1).gather(1, picked)
+            out[start:start + r.numel()] = s.squeeze(1)
+    return out.view(steps + 1, b).t().contiguous()
+
+
+def aopc(curves: torch.Tensor) -> torch.Tensor:
+    """AOPC per image: 1/(L+1) * sum_{k=0..L} (f(x^(0)) - f(x^(k))), for curves [B, L+1] -> [B]."""
+    return (curves[:, :1] - curves).mean(1)
+
+
+def auc(curves: torch.Tensor) -> torch.Tensor:
+    """Trapezoid area under curves [B, n] on [0, 1] (n >= 2 equally spaced points) -> [B]:
+    (sum(s) - s_0/2 - s_last/2) / (n - 1) (Petsiuk et al.'s deletion/insertion AUC)."""
+    n = curves.shape[1]
+    if n < 2:
+        raise ValueError("an AUC needs at least 2 points per curve")
+    return (curves.sum(1) - curves[:, 0] / 2 - curves[:, -1] / 2) / (n - 1)
