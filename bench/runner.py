@@ -163,6 +163,7 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
     timings["data_s"] = time.perf_counter() - t
 
     method_specs = {s.id: s for s in config.methods}
+    metric_specs = {s.id: s for s in config.metrics}
     methods = {s.id: build(METHODS.get(s.plugin), s.as_dict()) for s in config.methods}
     metrics = {s.id: build(METRICS.get(s.plugin), s.as_dict()) for s in config.metrics}
     score_rows, curve_rows, model_rows, cost_rows = [], [], [], []
@@ -212,9 +213,8 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
                 scores, curves = score(metric, model, splits.test, attributions, targets,
                                        batch_size=config.run.batch_size, device=device)
                 timings["score_s"] += time.perf_counter() - t
-                spec = next(s for s in config.metrics if s.id == metric_id)
-                score_rows += score_frames(model_cfg.id, method_id, metric_id, spec.plugin, metric,
-                                           scores)
+                score_rows += score_frames(model_cfg.id, method_id, metric_id,
+                                           metric_specs[metric_id].plugin, metric, scores)
                 for curve, values in curves.items():
                     curve_rows.append(lb.long_curves(model_cfg.id, method_id,
                                                      f"{metric_id}_{curve}", values))
