@@ -1,4 +1,4 @@
-"""The ``xaibench`` command line: ``run``, ``list``.
+"""The ``xaibench`` command line: ``run``, ``leaderboard``, ``plot``, ``list``.
 
 Imports stay light until a command needs torch, so bad input fails in well under two seconds.
 """
@@ -11,6 +11,9 @@ import sys
 
 from xaibench.plugins import DataError
 from xaibench.registry import REGISTRIES, RegistryError, description
+
+# the figure kinds of xaibench.report.PLOTS (kept here so that --help needs no heavy import)
+PLOT_KINDS = ("curves", "aopc-steps", "aopc-grid", "gallery", "pompom", "agreement", "cost")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +30,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (overrides run.out; default ./results)")
     run.add_argument("--data-root", help="folder of the dataset's files (overrides dataset.root)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    board = sub.add_parser("leaderboard", help="merge the leaderboards of several runs (seeds, "
+                           "datasets) into one table with mean and spread across runs")
+    board.add_argument("runs", nargs="+", metavar="RUN", help="run folders (results/<dataset>/<run-id>)")
+    board.add_argument("--out", default="results/merged",
+                       help="folder for merged_leaderboard.csv, metric_agreement.csv and its "
+                            "heatmap (default: results/merged)")
+
+    plot = sub.add_parser("plot", help="(re-)draw a run's plots from its files, and its report.md")
+    plot.add_argument("kind", choices=["all", *PLOT_KINDS],
+                      help="which figure; 'all' draws every one and rewrites report.md")
+    plot.add_argument("run", metavar="RUN", help="a run folder (results/<dataset>/<run-id>)")
 
     lst = sub.add_parser("list", help="list the registered methods, metrics or datasets")
     lst.add_argument("kind", choices=sorted(REGISTRIES))
@@ -63,8 +78,64 @@ def _run(args: argparse.Namespace) -> int:
     from xaibench.runner import run
 
     result = run(cfg, progress=not args.no_progress)
-    print(result.leaderboard.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"\nwrote {result.run_dir} in {result.timings['total_s']:.1f} s")
+    board = result.leaderboard
+    cols = ["model", "method", "accuracy", "mean_rank", *(c for c in board.columns if c.endswith("_mean"))]
+    print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    computed = sum(not c["cached"] for c in result.cells)
+    print(f"\n{computed} of {len(result.cells)} cells computed, the others read from the cache")
+    print(f"wrote {result.run_dir} (report.md, leaderboard.csv, costs.csv, plots/) in "
+          f"{result.timings['total_s']:.1f} s")
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xaibench.config import ConfigError
+    from xaibench.report import RunFolder
+
+    runs = [RunFolder(Path(r)) for r in args.runs]  # checks every folder before any work
+    names = [str(r.path) for r in runs]
+    if len(set(names)) != len(names):
+        raise ConfigError("the same run folder was given twice; pass each run once")
+    import pandas as pd
+
+    from xaibench import leaderboard as lb
+    from xaibench import plots
+    from xaibench.runner import check_writable
+
+    out = Path(args.out)
+    check_writable(out)
+    merged = lb.merge_runs({name: r.board for name, r in zip(names, runs)})
+    matrix = lb.agreement(pd.concat([r.board.assign(run=n) for n, r in zip(names, runs)], ignore_index=True))
+    lb.write_csv(out / "merged_leaderboard.csv", merged)
+    lb.write_csv(out / "metric_agreement.csv", matrix.reset_index(names="metric"))
+    if len(matrix) >= 2:
+        plots.agreement_heatmap(matrix, out / "metric_agreement.png",
+                                title=f"agreement between metrics over {len(runs)} run(s)")
+    cols = ["dataset", "model", "method", "runs", "accuracy_mean", "mean_rank_mean", "mean_rank_std"]
+    print(merged[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nKendall tau between metric rankings:\n{matrix.round(3).to_string()}")
+    print(f"\nwrote {out / 'merged_leaderboard.csv'} and {out / 'metric_agreement.csv'}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xaibench import report
+
+    run = report.RunFolder(Path(args.run))
+    if args.kind == "all":
+        path = report.render(run.path)
+        print(f"wrote the plots under {run.path / 'plots'} and {path}")
+        return 0
+    written = report.make_plots(run, [args.kind])
+    if not written:
+        print(f"xaibench: nothing to draw for {args.kind!r} in {run.path} (see `xaibench plot "
+              f"--help`: e.g. aopc-grid needs two AOPC metrics)", file=sys.stderr)
+        return 1
+    print("\n".join(f"wrote {p}" for p in written))
     return 0
 
 
@@ -75,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list(args.kind)
+        if args.command == "leaderboard":
+            return _leaderboard(args)
+        if args.command == "plot":
+            return _plot(args)
         return _run(args)
     except (ConfigError, RegistryError, DataError) as exc:
         print(f"xaibench: error: {exc}", file=sys.stderr)

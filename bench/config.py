@@ -251,6 +251,7 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
         try:
             model = build(arch_classes[arch], {"id": mid, "arch": arch, **values})
             model.check_image_size(height, width)
+            model.check_checkpoint((height, width))
         except ParamError as exc:
             raise ConfigError(f"{where}: [{label}] {exc}") from None
         if model.requires_masks and not dataset.has_masks:

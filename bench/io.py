@@ -69,6 +69,12 @@ def save_checked(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: (f.write(digest + b"\n"), f.write(payload)))
 
 
+def checksum_of(path: Path) -> str:
+    """The SHA-256 header of a file written by :func:`save_checked` (identifies its content)."""
+    with open(path, "rb") as f:
+        return f.readline().strip().decode()
+
+
 def load_checked(path: Path) -> Any | None:
     """The object saved by :func:`save_checked`, or None when missing, partial or corrupt."""
     path = Path(path)

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from xaibench.config import ConfigError
 from xaibench.datasets.splits import Split, Splits
-from xaibench.io import config_hash, load_checked, save_checked
+from xaibench.io import checksum_of, config_hash, load_checked, save_checked
 from xaibench.plugins import ParamError, check_range
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -135,6 +136,9 @@ class BackboneConfig:
         arch: the architecture.
         pretrained: start from torchvision's ImageNet weights (read from disk, never downloaded).
         weights_path: where those weights are, when not in torchvision's cache.
+        checkpoint: a trained xaibench checkpoint to evaluate instead of training (a file from
+            results/<dataset>/cache/models/, or one saved the same way); checked at config time
+            against this model's architecture and the dataset's image size.
         stem: "auto" drops the stem's max-pool (ResNet) or the last pool (VGG) for images
             smaller than 112 px, so small images keep a usable final feature map.
         batch_size, weight_decay, momentum, optimizer: training.
@@ -144,6 +148,7 @@ class BackboneConfig:
     arch: str
     pretrained: bool = False
     weights_path: str | None = None
+    checkpoint: str | None = None
     stem: Literal["auto", "imagenet", "small"] = "auto"
     batch_size: int = 32
     weight_decay: float = 1e-4
@@ -154,6 +159,26 @@ class BackboneConfig:
         check_range("batch_size", self.batch_size, low=1)
         check_range("weight_decay", self.weight_decay, low=0.0)
         check_range("momentum", self.momentum, low=0.0, high=1.0)
+
+    def check_checkpoint(self, image_size: tuple[int, int]) -> None:
+        """Raise ParamError unless ``checkpoint`` is a readable xaibench checkpoint of this
+        architecture, trained on images of ``image_size`` (a config-time check: reads the file)."""
+        if self.checkpoint is None:
+            return
+        ckpt = load_checked(Path(self.checkpoint))
+        if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
+            raise ParamError("checkpoint", f"{self.checkpoint} is missing, corrupt or not an "
+                             f"xaibench checkpoint (one written by `xaibench run` under "
+                             f"results/<dataset>/cache/models/)")
+        if ckpt["arch"] != self.arch:
+            raise ParamError("checkpoint", f"{self.checkpoint} holds a {ckpt['arch']} model, but "
+                             f"arch = {self.arch!r}; set arch = {ckpt['arch']!r} or choose a "
+                             f"{self.arch} checkpoint")
+        trained = tuple(ckpt.get("image_size", image_size))
+        if trained != tuple(image_size):
+            raise ParamError("checkpoint", f"{self.checkpoint} was trained on {trained[0]}x"
+                             f"{trained[1]} images, but the dataset yields {image_size[0]}x"
+                             f"{image_size[1]}; use the matching image_size")
 
     def small_stem(self, image_size: tuple[int, int]) -> bool:
         return self.stem == "small" or (self.stem == "auto" and min(image_size) < 112)
@@ -311,22 +336,33 @@ def obtain_model(
     info dict with the history, test accuracy and the checkpoint path).
     """
     key = config_hash("model-v1", type(cfg).__name__, data_key, asdict(cfg), seed)
-    path = Path(cache_dir) / "models" / f"{cfg.id}-{key}.pt"
+    path = Path(cfg.checkpoint or Path(cache_dir) / "models" / f"{cfg.id}-{key}.pt")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # model init and dropout: seeded, caller's RNG state restored
         model = build_model(cfg, splits.num_classes, splits.image_size).to(device)
         ckpt = load_checked(path)
+        if ckpt is None and cfg.checkpoint:
+            raise ConfigError(f"[models.{cfg.id}] checkpoint: {cfg.checkpoint} can no longer be "
+                              f"read (changed since the config was checked?)")
         if ckpt is None:
             history = cfg.fit(model, splits, device=device, seed=seed, progress=progress,
                               cache_dir=Path(cache_dir) / "models", data_key=data_key)
             _, test_acc = evaluate(model, splits.test, cfg.batch_size, device)
             ckpt = {"arch": cfg.arch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "image_size": list(splits.image_size), "num_classes": splits.num_classes,
                     "history": history, "test_accuracy": test_acc, "cached": False}
             save_checked(path, ckpt)
         else:
-            model.load_state_dict(ckpt["state_dict"])
+            try:
+                model.load_state_dict(ckpt["state_dict"])
+            except RuntimeError as exc:
+                raise ConfigError(f"[models.{cfg.id}] checkpoint: {path} does not fit this "
+                                  f"{cfg.arch} for {splits.num_classes} classes: "
+                                  f"{str(exc).splitlines()[0]}") from None
             ckpt["cached"] = True
+            if cfg.checkpoint:  # a model trained elsewhere: its accuracy on this test split
+                ckpt["test_accuracy"] = evaluate(model, splits.test, cfg.batch_size, device)[1]
     model.eval()
-    info = {"history": ckpt["history"], "test_accuracy": ckpt["test_accuracy"],
-            "checkpoint": str(path), "cached": ckpt["cached"]}
+    info = {"history": ckpt.get("history", []), "test_accuracy": ckpt["test_accuracy"],
+            "checkpoint": str(path), "checkpoint_id": checksum_of(path), "cached": ckpt["cached"]}
     return model, info

@@ -1,23 +1,30 @@
-"""Run an experiment: data -> models -> attributions -> scores -> outputs.
+"""Run an experiment as a grid of cached cells: train(model) -> explain(model, method) ->
+score(model, method, metric) -> outputs.
 
-All checking happens in :mod:`xaibench.config` before this module does any work.
+Every cell's result is cached under ``results/<dataset>/cache/``, keyed by a hash of exactly the
+settings that determine it: changing one method's parameter recomputes that method's explain and
+score cells only. Attributions are cached as float16 shards of one batch each, so a run killed
+mid-way (Ctrl-C or kill -9) and started again with the same command redoes only the unfinished
+shards and cells. All checking happens in :mod:`xaibench.config` before this module does any
+work.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from xaibench import leaderboard as lb
-from xaibench import plots
 from xaibench.config import Config, ConfigError
 from xaibench.datasets.splits import Split
 from xaibench.io import config_hash, load_checked, save_checked, write_json
@@ -25,6 +32,9 @@ from xaibench.models import obtain_model
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, Metric, build
 from xaibench.registry import DATASETS, METHODS, METRICS
+from xaibench.seeding import seeded_global_rng
+
+GALLERY_IMAGES = 4
 
 
 class MethodError(RuntimeError):
@@ -59,32 +69,106 @@ def check_attributions(maps: torch.Tensor, images: torch.Tensor, method_id: str,
         raise MethodError(f"method {method_id!r} produced NaN or inf on test image {index}")
 
 
+# -- cost measurement ---------------------------------------------------------------------------
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: the peak allocated since the last reset; CPU: the process's peak resident set size
+    so far (an upper bound for the cell: it includes everything the process held before)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@contextmanager
+def measured(model: torch.nn.Module, device: torch.device) -> Iterator[dict[str, float]]:
+    """Time a block and count the images the model's forward sees in it (forward passes).
+
+    Yields a dict that holds ``seconds``, ``forwards`` and ``peak_mem_mb`` after the block.
+    The counting hook is removed afterwards, so the model leaves as it came.
+    """
+    stats = {"forwards": 0.0}
+
+    def count(_module: torch.nn.Module, args: tuple) -> None:
+        stats["forwards"] += args[0].shape[0]
+
+    handle = model.register_forward_pre_hook(count)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    try:
+        yield stats
+    finally:
+        handle.remove()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    stats["seconds"] = time.perf_counter() - start
+    stats["peak_mem_mb"] = peak_memory_mb(device)
+
+
+# -- cells ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class CellLog:
+    """What each cell of a run did: for the manifest and for resume checks."""
+
+    cells: list[dict] = field(default_factory=list)
+
+    def add(self, kind: str, model: str, cached: bool, method: str = "", metric: str = "",
+            shards: int = 0, computed_shards: int = 0) -> None:
+        self.cells.append({"kind": kind, "model": model, "method": method, "metric": metric,
+                           "cached": cached, "shards": shards, "computed_shards": computed_shards})
+
+
 def explain(
     method: Method,
     method_id: str,
     model: torch.nn.Module,
     split: Split,
     *,
+    shard_dir: Path,
     batch_size: int,
     device: torch.device,
     target: str,
+    seed: int,
     progress: bool,
     desc: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(attributions [N,H,W] float32 on ``device``, explained targets [N]) for a split."""
-    maps, targets = [], []
-    batches = split.batches(batch_size, device=device)
-    for offset, (images, labels, _) in zip(range(0, len(split), batch_size),
-                                           tqdm(batches, desc=desc, disable=not progress,
-                                                leave=False, total=-(-len(split) // batch_size))):
-        if target == "predicted":
-            with torch.inference_mode():
-                labels = model(images).argmax(1)
-        a = method.attribute(model, images, labels)
-        check_attributions(a, images, method_id, offset)
-        maps.append(a.detach())
-        targets.append(labels)
-    return torch.cat(maps), torch.cat(targets)
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float], int]:
+    """Attributions of one (model, method) cell on a split, from its shard cache.
+
+    Each batch is one float16 shard file (checksummed, written atomically); missing or corrupt
+    shards are computed, the others read. Returns (maps [N,H,W] float32 on ``device`` as read back
+    from float16, targets [N], summed costs of all shards, number of shards computed now).
+    """
+    shards = []
+    computed = 0
+    starts = range(0, len(split), batch_size)
+    for i, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False)):
+        path = shard_dir / f"{i:05d}.pt"
+        shard = load_checked(path)
+        if shard is None:
+            images, labels, _ = split.batch(slice(start, start + batch_size), device)
+            with measured(model, device) as cost:
+                if target == "predicted":
+                    with torch.inference_mode():
+                        labels = model(images).argmax(1)
+                # methods that draw from torch's global RNG: a known state per shard
+                with seeded_global_rng(int(config_hash(seed, i), 16) & (2**63 - 1), device):
+                    a = method.attribute(model, images, labels)
+                check_attributions(a, images, method_id, start)
+            shard = {"maps": a.detach().half().cpu(), "targets": labels.cpu(), **cost}
+            save_checked(path, shard)
+            computed += 1
+        shards.append(shard)
+    # Metrics always read the float16 maps, so cached and fresh runs score identically.
+    maps = torch.cat([s["maps"] for s in shards]).float().to(device)
+    targets = torch.cat([s["targets"] for s in shards]).to(device)
+    cost = {"seconds": sum(s["seconds"] for s in shards),
+            "forwards": sum(s["forwards"] for s in shards),
+            "peak_mem_mb": max(s["peak_mem_mb"] for s in shards)}
+    return maps, targets, cost, computed
 
 
 def score(
@@ -113,13 +197,29 @@ def score(
             {k: torch.cat(v) for k, v in curves.items()})
 
 
-def score_frames(model_id: str, method_id: str, metric_id: str, plugin: str, metric: Metric,
-                 scores: dict[str, torch.Tensor]) -> list[pd.DataFrame]:
-    """Long-format score rows of one metric: the score keyed by the plugin's name becomes column
-    ``<metric_id>``, any other key ``<metric_id>_<key>``, each with its own direction."""
-    return [lb.long_scores(model_id, method_id, metric_id if key == plugin else f"{metric_id}_{key}",
-                           values, metric.direction(key))
-            for key, values in scores.items()]
+def score_cell(metric: Metric, model: torch.nn.Module, split: Split, attributions: torch.Tensor,
+               targets: torch.Tensor, *, path: Path, batch_size: int,
+               device: torch.device) -> tuple[dict, bool]:
+    """One (model, method, metric) cell: {"scores", "curves", costs} from cache or computed."""
+    cell = load_checked(path)
+    if cell is not None:
+        return cell, True
+    with measured(model, device) as cost:
+        scores, curves = score(metric, model, split, attributions, targets,
+                               batch_size=batch_size, device=device)
+    cell = {"scores": scores, "curves": curves, **cost}
+    save_checked(path, cell)
+    return cell, False
+
+
+def gallery_indices(split: Split, k: int = GALLERY_IMAGES) -> list[int]:
+    """Test images shown in the explanation gallery: the first ones with a ground-truth region
+    (then the first others), ``k`` at most."""
+    if split.masks is None:
+        return list(range(min(k, len(split))))
+    has_region = split.masks.flatten(1).any(1)
+    order = torch.cat([has_region.nonzero().flatten(), (~has_region).nonzero().flatten()])
+    return order[:k].tolist()
 
 
 @dataclass
@@ -129,6 +229,7 @@ class RunResult:
     run_dir: Path
     leaderboard: object  # pandas.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    cells: list[dict] = field(default_factory=list)
 
 
 def versions() -> dict[str, str]:
@@ -142,15 +243,18 @@ def versions() -> dict[str, str]:
 
 
 def run(config: Config, *, progress: bool = True) -> RunResult:
-    """Run ``config`` end to end and write its outputs; returns where they are."""
+    """Run ``config`` end to end (reusing every cached cell) and write its outputs."""
+    from xaibench import report
+
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     out = Path(config.run.out)
     check_writable(out)
     device = resolve_device(config.run.device)
-    seed = config.run.seed
+    seed, batch_size = config.run.seed, config.run.batch_size
     resolved = config.resolved()
-    run_id = f"{config.name}-{config_hash(resolved, length=8)}"
+    # the output folder is where the run goes, not what it computes: not part of its id
+    run_id = f"{config.name}-{config_hash({**resolved, 'run': {**resolved['run'], 'out': None}}, length=8)}"
     dataset_dir = out / config.dataset.plugin
     run_dir = dataset_dir / run_id
     cache_dir = dataset_dir / "cache"
@@ -158,6 +262,7 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
     t = time.perf_counter()
     dataset = build(DATASETS.get(config.dataset.plugin), config.dataset.as_dict())
     splits = dataset.load(cache_dir=cache_dir / "data", seed=seed)
+    test = splits.test
     data_key = config_hash("data", resolved["dataset"], seed,
                            *([splits.fingerprint] if splits.fingerprint else []))
     timings["data_s"] = time.perf_counter() - t
@@ -166,6 +271,11 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
     metric_specs = {s.id: s for s in config.metrics}
     methods = {s.id: build(METHODS.get(s.plugin), s.as_dict()) for s in config.methods}
     metrics = {s.id: build(METRICS.get(s.plugin), s.as_dict()) for s in config.metrics}
+    shown = gallery_indices(test)
+    gallery: dict = {"images": test.images[shown], "labels": test.labels[shown],
+                     "masks": None if test.masks is None else test.masks[shown],
+                     "class_names": list(splits.class_names), "maps": {}}
+    log = CellLog()
     score_rows, curve_rows, model_rows, cost_rows = [], [], [], []
     timings["train_s"] = timings["explain_s"] = timings["score_s"] = 0.0
     for model_cfg in config.models:
@@ -173,55 +283,53 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
         model, info = obtain_model(model_cfg, splits, data_key=data_key, cache_dir=cache_dir,
                                    device=device, seed=seed, progress=progress)
         timings["train_s"] += time.perf_counter() - t
+        log.add("train", model_cfg.id, info["cached"])
         model_rows.append({"model": model_cfg.id, "arch": model_cfg.arch,
-                           "accuracy": info["test_accuracy"], "checkpoint": info["checkpoint"],
-                           "cached": info["cached"], "epochs_run": len(info["history"])})
-        lb.write_history(run_dir / "training" / f"{model_cfg.id}.csv", info["history"])
-        if info["history"]:
-            plots.training_curves(pd.DataFrame(info["history"]),
-                                  run_dir / "training" / f"{model_cfg.id}.png",
-                                  title=f"{model_cfg.id} ({model_cfg.arch})")
+                           "accuracy": info["test_accuracy"], "epochs_run": len(info["history"])})
+        report.write_training(run_dir, model_cfg.id, model_cfg.arch, info["history"])
         for method_id, method in methods.items():
             spec = method_specs[method_id]
-            wanted = spec.models is None or model_cfg.id in spec.models
-            if not (wanted and method.supports(model_cfg.arch)):
+            if not ((spec.models is None or model_cfg.id in spec.models)
+                    and method.supports(model_cfg.arch)):
                 continue
             t = time.perf_counter()
-            key = config_hash("attr", data_key, info["checkpoint"], method_id,
-                              resolved["methods"][method_id], config.run.target, seed)
-            attr_path = cache_dir / "attributions" / f"{model_cfg.id}-{method_id}-{key}.pt"
-            cached = load_checked(attr_path)
-            if cached is None:
-                torch.manual_seed(seed)  # methods with noise draw from a known state
-                maps, targets = explain(
-                    method, method_id, model, splits.test, batch_size=config.run.batch_size,
-                    device=device, target=config.run.target, progress=progress,
-                    desc=f"explain {model_cfg.id}/{method_id}")
-                cached = {"maps": maps.half().cpu(), "targets": targets.cpu(),
-                          "seconds": time.perf_counter() - t}
-                save_checked(attr_path, cached)
-            # Metrics always read the float16 maps, so cached and fresh runs score identically.
-            attributions = cached["maps"].float().to(device)
-            targets = cached["targets"].to(device)
+            attr_key = config_hash("attr-v2", data_key, info["checkpoint_id"], method_id,
+                                   resolved["methods"][method_id], config.run.target, seed, batch_size)
+            attributions, targets, cost, computed = explain(
+                method, method_id, model, test,
+                shard_dir=cache_dir / "attributions" / f"{model_cfg.id}-{method_id}-{attr_key}",
+                batch_size=batch_size, device=device, target=config.run.target, seed=seed,
+                progress=progress, desc=f"explain {model_cfg.id}/{method_id}")
             timings["explain_s"] += time.perf_counter() - t
-            cost_rows.append({"model": model_cfg.id, "method": method_id,
-                              "explain_s_per_image": cached["seconds"] / len(splits.test),
-                              "passes_per_image": method.passes_per_image})
+            n_shards = -(-len(test) // batch_size)
+            log.add("explain", model_cfg.id, computed == 0, method_id, shards=n_shards,
+                    computed_shards=computed)
+            gallery["maps"].setdefault(model_cfg.id, {})[method_id] = attributions[shown].half().cpu()
+            cost_rows.append(lb.cost_row("explain", model_cfg.id, method_id, "", cost, len(test)))
             for metric_id, metric in tqdm(metrics.items(), desc=f"score {model_cfg.id}/{method_id}",
                                           disable=not progress, leave=False):
                 t = time.perf_counter()
-                scores, curves = score(metric, model, splits.test, attributions, targets,
-                                       batch_size=config.run.batch_size, device=device)
+                score_key = config_hash("score-v1", attr_key, metric_id,
+                                        resolved["metrics"][metric_id], batch_size)
+                cell, cached = score_cell(
+                    metric, model, test, attributions, targets, batch_size=batch_size,
+                    device=device,
+                    path=cache_dir / "scores" / f"{model_cfg.id}-{method_id}-{metric_id}-{score_key}.pt")
                 timings["score_s"] += time.perf_counter() - t
-                score_rows += score_frames(model_cfg.id, method_id, metric_id,
-                                           metric_specs[metric_id].plugin, metric, scores)
-                for curve, values in curves.items():
+                log.add("score", model_cfg.id, cached, method_id, metric_id)
+                cost_rows.append(lb.cost_row("score", model_cfg.id, method_id, metric_id, cell, len(test)))
+                score_rows += lb.score_frames(model_cfg.id, method_id, metric_id,
+                                              metric_specs[metric_id].plugin, metric, cell["scores"])
+                for curve, values in cell["curves"].items():
                     curve_rows.append(lb.long_curves(model_cfg.id, method_id,
                                                      f"{metric_id}_{curve}", values))
     t = time.perf_counter()
+    controls = [i for i, m in methods.items() if not m.uses_model]
     board = lb.write_outputs(
         run_dir, dataset=config.dataset.plugin, models=model_rows, scores=score_rows,
-        curves=curve_rows, labels=splits.test.labels, bootstrap=config.run.bootstrap, seed=seed)
+        curves=curve_rows, costs=cost_rows, labels=test.labels, controls=controls,
+        bootstrap=config.run.bootstrap, seed=seed)
+    save_checked(run_dir / "gallery.pt", gallery)
     timings["write_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
     write_json(run_dir / "manifest.json", {
@@ -230,6 +338,9 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                         else platform.processor() or platform.machine()),
         "torch_threads": torch.get_num_threads(), "versions": versions(), "timings": timings,
-        "models": model_rows, "costs": cost_rows, "n_test": len(splits.test),
+        "n_test": len(test), "controls": controls, "cells": log.cells,
     })
-    return RunResult(run_dir=run_dir, leaderboard=board, timings=timings)
+    t = time.perf_counter()
+    report.render(run_dir, seed=seed)
+    timings["report_s"] = time.perf_counter() - t
+    return RunResult(run_dir=run_dir, leaderboard=board, timings=timings, cells=log.cells)

@@ -31,7 +31,8 @@ def test_run_quick_end_to_end(tmp_path):
     aopc = scores[scores["metric"] == "aopc"]
     assert len(aopc) == 16 and aopc["value"].mean() == pytest.approx(row["aopc_mean"], abs=1e-5)
     assert row["aopc_gap_mean"] == pytest.approx(row["aopc_mean"] - row["aopc_lerf_mean"], abs=1e-5)
-    assert (run_dir / "aopc_morf_curve.png").stat().st_size > 1000
+    assert (run_dir / "plots" / "aopc_morf.png").stat().st_size > 1000
+    assert "## Leaderboard" in (run_dir / "report.md").read_text()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["device"] == "cpu"
     assert manifest["config"]["metrics"]["aopc"]["steps"] == 4
@@ -42,7 +43,8 @@ def test_run_quick_end_to_end(tmp_path):
     # a second run reuses the cached checkpoint and attributions and gives the same table
     again = xaibench("run", "quick", "--out", str(tmp_path), "--no-progress", "--device", "cpu")
     assert again.returncode == 0, again.stderr
-    assert json.loads((run_dir / "manifest.json").read_text())["models"][0]["cached"] is True
+    assert all(c["cached"] for c in json.loads((run_dir / "manifest.json").read_text())["cells"])
+    assert "0 of 3 cells computed" in again.stdout
     assert pd.read_csv(run_dir / "leaderboard.csv").equals(board)
 
 

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from xaibench.config import ConfigError, parse
-from xaibench.leaderboard import summarise
+from xaibench.leaderboard import score_frames, summarise
 from xaibench.plugins import Dataset, build
 from xaibench.registry import DATASETS, METRICS
-from xaibench.runner import score_frames
 
 from .conftest import tiny_net
 
@@ -92,7 +91,7 @@ def test_quick_run_writes_every_metric_column(tmp_path):
     assert curves.groupby("curve")["step"].max().to_dict() == {
         "aopc_morf": 2, "aopc_lerf": 2, "deletion_curve": 8, "insertion_curve": 8}
     for curve in ("aopc_morf", "aopc_lerf", "deletion_curve", "insertion_curve"):
-        assert (run_dir / f"{curve}_curve.png").exists()
+        assert (run_dir / "plots" / f"{curve}.png").exists()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["metrics"]["insertion"]["blur_kernel"] == 5
 

@@ -308,11 +308,11 @@ def test_nan_map_is_an_error_naming_method_and_image(images, labels):
         check_attributions(inf, images, "nanny", 40)
 
 
-def test_explain_stops_on_the_first_nan_with_its_split_index():
+def test_explain_stops_on_the_first_nan_with_its_split_index(tmp_path):
     split = Split(torch.zeros(20, 3, 16, 16, dtype=torch.uint8), torch.zeros(20, dtype=torch.long))
     with pytest.raises(MethodError, match="method 'nanny' produced NaN or inf on test image 3$"):
         explain(NaNOnImage3(), "nanny", tiny_net(), split, batch_size=8, device=torch.device("cpu"),
-                target="label", progress=False, desc="x")
+                target="label", seed=0, shard_dir=tmp_path / "shards", progress=False, desc="x")
 
     class NaNOnImage11(NaNOnImage3):
         def attribute(self, model, images, targets):
@@ -322,4 +322,4 @@ def test_explain_stops_on_the_first_nan_with_its_split_index():
 
     with pytest.raises(MethodError, match="on test image 19$"):  # last batch: 16..19
         explain(NaNOnImage11(), "late", tiny_net(), split, batch_size=8, device=torch.device("cpu"),
-                target="label", progress=False, desc="x")
+                target="label", seed=0, shard_dir=tmp_path / "shards", progress=False, desc="x")
