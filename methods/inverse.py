@@ -404,7 +404,10 @@ class Inverse(Method):
     VGG's adaptive average pool and the flatten are part of the first linear layer. The input is
     the normalised image (x - mean) / std. Map: H = sum_c |x_inv| / (|x| + 1e-6), divided by its
     max. :meth:`layers` returns the inverse at every layer (the trade-off plot's points).
-    Channel reduction: sum over channels of the ratio |x_inv| / |x|. Cost: per layer up to
+    Channel reduction: sum over channels of the ratio |x_inv| / |x|. The solver's fixed,
+    max-abs-normalised steps on non-smooth objectives end within about one step of the optimum,
+    so float-level differences (batch size, device) can move a result at that resolution: maps
+    are deterministic for given inputs, not bitwise batch-independent. Cost: per layer up to
     ``max_steps`` forward+backward passes of that layer.
 
     Args:
