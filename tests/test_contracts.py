@@ -48,7 +48,8 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # Cheaper settings for the built-ins that loop many passes (their defaults are built, checked
 # and documented in test_builtin_method_declares_cost_and_parameters).
-CHEAP = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 8}}
+CHEAP = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 8},
+         "fgvis": {"max_steps": 20}, "inverse": {"max_steps": 50}}
 
 
 def rng_states():
