@@ -13,7 +13,8 @@ from xaibench.plugins import DataError
 from xaibench.registry import REGISTRIES, RegistryError, description
 
 # the figure kinds of xaibench.report.PLOTS (kept here so that --help needs no heavy import)
-PLOT_KINDS = ("curves", "aopc-steps", "aopc-grid", "gallery", "pompom", "agreement", "cost")
+PLOT_KINDS = ("curves", "aopc-steps", "aopc-grid", "gallery", "pompom", "agreement", "cost",
+              "tradeoff")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="(re-)draw a run's plots from its files, and its report.md")
     plot.add_argument("kind", choices=["all", *PLOT_KINDS],
-                      help="which figure; 'all' draws every one and rewrites report.md")
+                      help="which figure; 'all' draws every one but tradeoff and rewrites "
+                           "report.md; 'tradeoff' recomputes forwards from the run's cache")
     plot.add_argument("run", metavar="RUN", help="a run folder (results/<dataset>/<run-id>)")
 
     lst = sub.add_parser("list", help="list the registered methods, metrics or datasets")

@@ -191,6 +191,64 @@ def cost_quality_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     return [path]
 
 
+def tradeoff_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
+    """The activation / re-identification trade-off per model (Kwon et al. 2021 for the inverse
+    method; a threshold sweep over every other method's map, our own protocol). Recomputes
+    model forwards (and the inverse, when the run has it) from the run's cached checkpoints and
+    attributions, so it is drawn on request (``xaibench plot tradeoff RUN``), not by every run.
+    """
+    import torch
+
+    from xaibench.models import model_config_classes
+    from xaibench.plugins import build
+    from xaibench.registry import DATASETS, METHODS
+    from xaibench.runner import resolve_device
+    from xaibench.tradeoff import plot_tradeoff, tradeoff_table
+
+    cfg, base = run.manifest["config"], run.path.parent
+    cells = run.manifest["cells"]
+    missing = [c["path"] for c in cells if c["kind"] in ("train", "explain")
+               and not (base / c["path"]).exists()]
+    if missing:
+        raise ConfigError(f"the trade-off plot needs the run's cache, but {base / missing[0]} is "
+                          f"missing; run the config again to rebuild it")
+    device = resolve_device(cfg["run"]["device"])
+    dataset = build(DATASETS.get(cfg["dataset"]["name"]),
+                    {k: v for k, v in cfg["dataset"].items() if k != "name"})
+    splits = dataset.load(cache_dir=base / "cache" / "data", seed=run.manifest["seed"])
+    images = splits.test.batch(slice(None), device)[0]
+    arch_classes = model_config_classes()
+    tables, written = [], []
+    for train in (c for c in cells if c["kind"] == "train"):
+        values = cfg["models"][train["model"]]
+        model_cfg = build(arch_classes[values["arch"]], values)
+        model = model_cfg.build(splits.num_classes, splits.image_size).to(device).eval()
+        model.load_state_dict(load_checked(base / train["path"])["state_dict"])
+        maps, targets, inverse = {}, None, None
+        for c in cells:
+            if c["kind"] != "explain" or c["model"] != train["model"]:
+                continue
+            shards = [load_checked(p) for p in sorted((base / c["path"]).glob("[0-9]*.pt"))]
+            maps[c["method"]] = torch.cat([s["maps"] for s in shards]).float().to(device)
+            targets = torch.cat([s["targets"] for s in shards]).to(device)
+            spec = cfg["methods"][c["method"]]
+            if spec["plugin"] == "inverse":
+                inverse = build(METHODS.get("inverse"),
+                                {k: v for k, v in spec.items() if k not in ("plugin", "models")})
+                inverse_name = c["method"]
+        if targets is None:
+            continue
+        table = tradeoff_table(model, images, targets, maps, inverse=inverse,
+                               **({"inverse_name": inverse_name} if inverse is not None else {}))
+        path = out / f"tradeoff_{train['model']}.png"
+        plot_tradeoff(table, path, title=f"{run.dataset}, {train['model']}")
+        tables.append(table.assign(model=train["model"]))
+        written.append(path)
+    if tables:
+        lb.write_csv(out / "tradeoff.csv", pd.concat(tables, ignore_index=True))
+    return written
+
+
 PLOTS: dict[str, Callable[[RunFolder, Path, int], list[Path]]] = {
     "curves": curve_plots,
     "aopc-steps": aopc_steps_plots,
@@ -202,11 +260,16 @@ PLOTS: dict[str, Callable[[RunFolder, Path, int], list[Path]]] = {
 }
 
 
+# drawn only on request: it recomputes model forwards (and the inverse method)
+ON_REQUEST: dict[str, Callable[[RunFolder, Path, int], list[Path]]] = {"tradeoff": tradeoff_plots}
+
+
 def make_plots(run: RunFolder, kinds: list[str], *, seed: int = 0) -> list[Path]:
-    """Write the plots ``kinds`` (keys of PLOTS) into <run>/plots/; returns the files written."""
+    """Write the plots ``kinds`` (keys of PLOTS or ON_REQUEST) into <run>/plots/; returns the
+    files written."""
     written = []
     for kind in kinds:
-        written += PLOTS[kind](run, run.path / "plots", seed)
+        written += {**PLOTS, **ON_REQUEST}[kind](run, run.path / "plots", seed)
     return written
 
 
@@ -251,6 +314,7 @@ def render(run_dir: Path, *, seed: int = 0) -> Path:
     """Write every plot and report.md into ``run_dir``; returns the report's path."""
     run = RunFolder(run_dir)
     figures = make_plots(run, list(PLOTS), seed=seed)
+    figures += sorted((run.path / "plots").glob("tradeoff_*.png"))  # drawn earlier on request
     m = run.manifest
     models = run.csv("models.csv")
     parts = [f"# xaibench report: {m['config_name']} on {run.dataset}",

@@ -117,9 +117,11 @@ class CellLog:
     cells: list[dict] = field(default_factory=list)
 
     def add(self, kind: str, model: str, cached: bool, method: str = "", metric: str = "",
-            shards: int = 0, computed_shards: int = 0) -> None:
+            shards: int = 0, computed_shards: int = 0, path: str = "") -> None:
+        """``path``: where the cell's result is cached, relative to the dataset's folder."""
         self.cells.append({"kind": kind, "model": model, "method": method, "metric": metric,
-                           "cached": cached, "shards": shards, "computed_shards": computed_shards})
+                           "cached": cached, "shards": shards, "computed_shards": computed_shards,
+                           "path": path})
 
 
 def explain(
@@ -212,6 +214,14 @@ def score_cell(metric: Metric, model: torch.nn.Module, split: Split, attribution
     return cell, False
 
 
+def _relative(path: Path | str, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it (portable manifests), else as given."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def gallery_indices(split: Split, k: int = GALLERY_IMAGES) -> list[int]:
     """Test images shown in the explanation gallery: the first ones with a ground-truth region
     (then the first others), ``k`` at most."""
@@ -283,7 +293,7 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
         model, info = obtain_model(model_cfg, splits, data_key=data_key, cache_dir=cache_dir,
                                    device=device, seed=seed, progress=progress)
         timings["train_s"] += time.perf_counter() - t
-        log.add("train", model_cfg.id, info["cached"])
+        log.add("train", model_cfg.id, info["cached"], path=_relative(info["checkpoint"], dataset_dir))
         model_rows.append({"model": model_cfg.id, "arch": model_cfg.arch,
                            "accuracy": info["test_accuracy"], "epochs_run": len(info["history"])})
         report.write_training(run_dir, model_cfg.id, model_cfg.arch, info["history"])
@@ -295,15 +305,15 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
             t = time.perf_counter()
             attr_key = config_hash("attr-v2", data_key, info["checkpoint_id"], method_id,
                                    resolved["methods"][method_id], config.run.target, seed, batch_size)
+            shard_dir = cache_dir / "attributions" / f"{model_cfg.id}-{method_id}-{attr_key}"
             attributions, targets, cost, computed = explain(
-                method, method_id, model, test,
-                shard_dir=cache_dir / "attributions" / f"{model_cfg.id}-{method_id}-{attr_key}",
+                method, method_id, model, test, shard_dir=shard_dir,
                 batch_size=batch_size, device=device, target=config.run.target, seed=seed,
                 progress=progress, desc=f"explain {model_cfg.id}/{method_id}")
             timings["explain_s"] += time.perf_counter() - t
             n_shards = -(-len(test) // batch_size)
             log.add("explain", model_cfg.id, computed == 0, method_id, shards=n_shards,
-                    computed_shards=computed)
+                    computed_shards=computed, path=_relative(shard_dir, dataset_dir))
             gallery["maps"].setdefault(model_cfg.id, {})[method_id] = attributions[shown].half().cpu()
             cost_rows.append(lb.cost_row("explain", model_cfg.id, method_id, "", cost, len(test)))
             for metric_id, metric in tqdm(metrics.items(), desc=f"score {model_cfg.id}/{method_id}",
@@ -311,12 +321,12 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
                 t = time.perf_counter()
                 score_key = config_hash("score-v1", attr_key, metric_id,
                                         resolved["metrics"][metric_id], batch_size)
-                cell, cached = score_cell(
-                    metric, model, test, attributions, targets, batch_size=batch_size,
-                    device=device,
-                    path=cache_dir / "scores" / f"{model_cfg.id}-{method_id}-{metric_id}-{score_key}.pt")
+                score_path = cache_dir / "scores" / f"{model_cfg.id}-{method_id}-{metric_id}-{score_key}.pt"
+                cell, cached = score_cell(metric, model, test, attributions, targets, path=score_path,
+                                          batch_size=batch_size, device=device)
                 timings["score_s"] += time.perf_counter() - t
-                log.add("score", model_cfg.id, cached, method_id, metric_id)
+                log.add("score", model_cfg.id, cached, method_id, metric_id,
+                        path=_relative(score_path, dataset_dir))
                 cost_rows.append(lb.cost_row("score", model_cfg.id, method_id, metric_id, cell, len(test)))
                 score_rows += lb.score_frames(model_cfg.id, method_id, metric_id,
                                               metric_specs[metric_id].plugin, metric, cell["scores"])

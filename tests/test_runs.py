@@ -230,6 +230,11 @@ def test_plot_command_redraws_from_the_run_folder(reference, tmp_path, capsys):
     assert "needs two AOPC metrics" in capsys.readouterr().err
     assert main(["plot", "all", str(folder)]) == 0
     assert (folder / "plots" / "aopc_morf.png").exists() and (folder / "report.md").exists()
+    assert main(["plot", "tradeoff", str(folder)]) == 0  # from the run's cached model and maps
+    table = pd.read_csv(folder / "plots" / "tradeoff.csv")
+    assert set(table["method"]) == {"gradcam", "occlusion", "saliency", "random"}
+    assert table["activation"].between(0, 1).all() and table["reidentification"].between(0, 1).all()
+    assert (folder / "plots" / "tradeoff_resnet18.png").exists()
     assert main(["plot", "curves", str(tmp_path)]) == 2
     assert "is not a finished run folder: leaderboard.csv is missing" in capsys.readouterr().err
 
@@ -269,11 +274,11 @@ def test_bad_input_fails_before_work_and_writes_nothing(case, reference, tmp_pat
     elif case == "masks":  # a real image folder without masks
         from PIL import Image
 
-        for cls in ("a", "b"):
-            (tmp_path / "data" / "images" / cls).mkdir(parents=True)
-            for i in range(2):
-                Image.new("RGB", (32, 32), (i * 90, 0, 0)).save(tmp_path / "data" / "images" / cls / f"{i}.png")
         root = tmp_path / "data"
+        for cls in ("a", "b"):
+            (root / "images" / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (32, 32), (i * 90, 0, 0)).save(root / "images" / cls / f"{i}.png")
         text = text.replace('name = "synthetic"', f'name = "folder"\nroot = "{root}"\nmasks = "none"') \
             .replace('variant = "colour"\n', "").replace("image_size = 32\nn_train = 32\nn_val = 8\n"
                                                         "n_test = 16\nradius = [3, 6]\nn_shapes = [1, 3]\n",
