@@ -219,8 +219,8 @@ def test_run_folder_has_report_costs_and_plots(reference):
 
 
 def test_plot_command_redraws_from_the_run_folder(reference, tmp_path, capsys):
-    folder = tmp_path / "run"
-    subprocess.run(["cp", "-r", str(run_dir(reference)), str(folder)], check=True)
+    subprocess.run(["cp", "-r", str(reference), str(tmp_path / "out")], check=True)
+    folder = run_dir(tmp_path / "out")
     for png in (folder / "plots").glob("*.png"):
         png.unlink()
     assert main(["plot", "gallery", str(folder)]) == 0
