@@ -40,11 +40,14 @@ def score_frames(model_id: str, method_id: str, metric_id: str, plugin: str, met
             for key, values in scores.items()]
 
 
-def cost_row(stage: str, model: str, method: str, metric: str, cost: dict, n_images: int) -> dict:
-    """One row of costs.csv: a cell's seconds and forward passes per image and its peak memory."""
+def cost_row(stage: str, model: str, method: str, metric: str, cost: dict, n_images: int,
+             declared_passes: int | None = None) -> dict:
+    """One row of costs.csv: a cell's seconds and forward passes per image (counted), its peak
+    memory, and for explain cells the passes per image the method declares (None: unknown)."""
     return {"stage": stage, "model": model, "method": method, "metric": metric,
             "seconds_per_image": cost["seconds"] / n_images,
-            "forwards_per_image": cost["forwards"] / n_images, "peak_mem_mb": cost["peak_mem_mb"]}
+            "forwards_per_image": cost["forwards"] / n_images, "peak_mem_mb": cost["peak_mem_mb"],
+            "declared_passes_per_image": declared_passes}
 
 
 def cost_summary(costs: pd.DataFrame) -> pd.DataFrame:

@@ -315,7 +315,8 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
             log.add("explain", model_cfg.id, computed == 0, method_id, shards=n_shards,
                     computed_shards=computed, path=_relative(shard_dir, dataset_dir))
             gallery["maps"].setdefault(model_cfg.id, {})[method_id] = attributions[shown].half().cpu()
-            cost_rows.append(lb.cost_row("explain", model_cfg.id, method_id, "", cost, len(test)))
+            cost_rows.append(lb.cost_row("explain", model_cfg.id, method_id, "", cost, len(test),
+                                         method.passes_per_image))
             for metric_id, metric in tqdm(metrics.items(), desc=f"score {model_cfg.id}/{method_id}",
                                           disable=not progress, leave=False):
                 t = time.perf_counter()
@@ -349,6 +350,8 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
                         else platform.processor() or platform.machine()),
         "torch_threads": torch.get_num_threads(), "versions": versions(), "timings": timings,
         "n_test": len(test), "controls": controls, "cells": log.cells,
+        "models": [{**row, "cached": c["cached"], "checkpoint": c["path"]} for row, c in
+                   zip(model_rows, (c for c in log.cells if c["kind"] == "train"))],
     })
     t = time.perf_counter()
     report.render(run_dir, seed=seed)
