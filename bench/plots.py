@@ -36,6 +36,7 @@ def mean_curves(curves: pd.DataFrame, path: Path, *, title: str, seed: int = 0) 
                              sharey=True)
     for ax, model in zip(axes[0], models):
         sns.lineplot(data=curves[curves["model"] == model], x="step", y="value", hue="method",
+                     hue_order=sorted(curves["method"].unique()),
                      errorbar=("ci", 95), n_boot=200, seed=seed, ax=ax)
         ax.set(title=model, xlabel="perturbation step k", ylabel="f(x^(k))")
         ax.grid(alpha=0.3)
@@ -84,6 +85,7 @@ def aopc_vs_steps(curves: pd.DataFrame, path: Path, *, title: str, seed: int = 0
                              sharey=True)
     for ax, model in zip(axes[0], models):
         sns.lineplot(data=data[data["model"] == model], x="L", y="aopc", hue="method",
+                     hue_order=sorted(data["method"].unique()),
                      errorbar=("ci", 95), n_boot=200, seed=seed, ax=ax)
         ax.set(title=model, xlabel="steps L", ylabel="AOPC after L steps")
         ax.grid(alpha=0.3)
@@ -105,7 +107,8 @@ def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str) -> None:
     for row, model in zip(axes, models):
         for ax, substrate in zip(row, substrates):
             part = grid[(grid["model"] == model) & (grid["substrate"] == substrate)]
-            sns.lineplot(data=part, x="patch_size", y="aopc", hue="method", marker="o", ax=ax)
+            sns.lineplot(data=part, x="patch_size", y="aopc", hue="method", marker="o", ax=ax,
+                         hue_order=sorted(grid["method"].unique()))
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(grid["patch_size"].unique()),
                           labels=[str(p) for p in sorted(grid["patch_size"].unique())])
@@ -152,6 +155,7 @@ def cost_quality(data: pd.DataFrame, path: Path, *, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     d = data.assign(explain_s_per_image=data["explain_s_per_image"].clip(lower=1e-5))
     sns.scatterplot(data=d, x="explain_s_per_image", y="mean_rank", hue="method", style="model",
+                    hue_order=sorted(d["method"].unique()),
                     s=70, ax=ax)
     ax.set_xscale("log")
     ax.invert_yaxis()
