@@ -350,7 +350,10 @@ def render(run_dir: Path, *, seed: int = 0) -> Path:
               "timings, cells).",
               "## Config (resolved)", "```json",
               json.dumps(m["config"], indent=2, sort_keys=True), "```",
-              "## Timings (seconds)", "```json", json.dumps(m["timings"], indent=2), "```"]
+              "## Manifest (excerpt; cells and costs in manifest.json and costs.csv)", "```json",
+              json.dumps({k: m[k] for k in ("run_id", "seed", "device", "device_name",
+                                            "torch_threads", "versions", "timings") if k in m},
+                         indent=2), "```"]
     path = run.path / "report.md"
     write_text(path, "\n\n".join(parts) + "\n")
     return path
