@@ -288,6 +288,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def json_block(obj: object) -> str:
+    """A fenced JSON code block."""
+    return "```json\n" + json.dumps(obj, indent=2, sort_keys=True) + "\n```"
+
+
 def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFrame:
     """The leaderboard as people read it: per metric "mean [CI]" and rank, the mean rank, and
     beside it the cost per image to explain and to score."""
@@ -348,12 +353,10 @@ def render(run_dir: Path, *, seed: int = 0) -> Path:
               "(per-image perturbation curves), `costs.csv` (seconds, forward passes and peak "
               "memory per cell), `models.csv`, `manifest.json` (resolved config, versions, "
               "timings, cells).",
-              "## Config (resolved)", "```json",
-              json.dumps(m["config"], indent=2, sort_keys=True), "```",
-              "## Manifest (excerpt; cells and costs in manifest.json and costs.csv)", "```json",
-              json.dumps({k: m[k] for k in ("run_id", "seed", "device", "device_name",
-                                            "torch_threads", "versions", "timings") if k in m},
-                         indent=2), "```"]
+              "## Config (resolved)", json_block(m["config"]),
+              "## Manifest (excerpt; cells and costs in manifest.json and costs.csv)",
+              json_block({k: m[k] for k in ("run_id", "seed", "device", "device_name",
+                                            "torch_threads", "versions", "timings") if k in m})]
     path = run.path / "report.md"
     write_text(path, "\n\n".join(parts) + "\n")
     return path
