@@ -31,14 +31,22 @@ def mean_curves(curves: pd.DataFrame, path: Path, *, title: str, seed: int = 0) 
     Args:
         curves: long format with columns model, method, index, step, value.
     """
-    models = list(dict.fromkeys(curves["model"]))
+    lines_per_model(curves, "step", "value", path, title=title, seed=seed,
+                    xlabel="perturbation step k", ylabel="f(x^(k))")
+
+
+def lines_per_model(data: pd.DataFrame, x: str, y: str, path: Path, *, title: str, seed: int,
+                    xlabel: str, ylabel: str) -> None:
+    """Mean of ``y`` over images against ``x``, one line per method with a 95% bootstrap band,
+    one panel per model."""
+    models = list(dict.fromkeys(data["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.6), squeeze=False,
                              sharey=True)
     for ax, model in zip(axes[0], models):
-        sns.lineplot(data=curves[curves["model"] == model], x="step", y="value", hue="method",
-                     hue_order=sorted(curves["method"].unique()),
+        sns.lineplot(data=data[data["model"] == model], x=x, y=y, hue="method",
+                     hue_order=sorted(data["method"].unique()),
                      errorbar=("ci", 95), n_boot=200, seed=seed, ax=ax)
-        ax.set(title=model, xlabel="perturbation step k", ylabel="f(x^(k))")
+        ax.set(title=model, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
     legend_outside(fig, axes[0])
     fig.suptitle(title, y=1.04)
@@ -79,19 +87,8 @@ def aopc_by_steps(curves: pd.DataFrame) -> pd.DataFrame:
 def aopc_vs_steps(curves: pd.DataFrame, path: Path, *, title: str, seed: int = 0) -> None:
     """AOPC as a function of the number of perturbation steps L, per method (95% band over
     images), one panel per model."""
-    data = aopc_by_steps(curves)
-    models = list(dict.fromkeys(data["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.6), squeeze=False,
-                             sharey=True)
-    for ax, model in zip(axes[0], models):
-        sns.lineplot(data=data[data["model"] == model], x="L", y="aopc", hue="method",
-                     hue_order=sorted(data["method"].unique()),
-                     errorbar=("ci", 95), n_boot=200, seed=seed, ax=ax)
-        ax.set(title=model, xlabel="steps L", ylabel="AOPC after L steps")
-        ax.grid(alpha=0.3)
-    legend_outside(fig, axes[0])
-    fig.suptitle(title, y=1.04)
-    save(fig, path)
+    lines_per_model(aopc_by_steps(curves), "L", "aopc", path, title=title, seed=seed,
+                    xlabel="steps L", ylabel="AOPC after L steps")
 
 
 def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str) -> None:
