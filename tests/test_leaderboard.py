@@ -122,3 +122,26 @@ def test_metrics_that_need_masks_fail_at_config_time_without_them(name):
             parse(raw, name="t", source="t.toml")
     else:
         parse(raw, name="t", source="t.toml")
+
+
+def test_aopc_after_l_steps_by_hand():
+    from xaibench.plots import aopc_by_steps
+
+    curves = pd.DataFrame({"model": "m", "method": "a", "index": 0, "step": [2, 0, 1],
+                           "value": [0.0, 1.0, 0.5]})  # f = 1, 0.5, 0 (rows out of order)
+    got = aopc_by_steps(curves).sort_values("L")["aopc"].tolist()
+    assert got == pytest.approx([0.0, 0.5 / 2, 1.5 / 3])  # 1/(L+1) sum_k f0 - fk
+
+
+def test_metric_agreement_is_kendall_tau_with_directions():
+    from xaibench.leaderboard import agreement
+
+    board = pd.DataFrame({"dataset": "d", "model": "m", "method": ["a", "b", "c"],
+                          "x_mean": [3.0, 2.0, 1.0], "x_direction": "higher",
+                          "y_mean": [1.0, 2.0, 3.0], "y_direction": "lower",   # same order as x
+                          "z_mean": [1.0, 2.0, 3.0], "z_direction": "higher",  # reversed
+                          "w_mean": [1.0, 2.0, 3.0], "w_direction": "none"})   # not ranked
+    tau = agreement(board)
+    assert list(tau.columns) == ["x", "y", "z"]
+    assert tau.loc["x", "y"] == pytest.approx(1.0) and tau.loc["x", "z"] == pytest.approx(-1.0)
+    assert tau.loc["y", "z"] == pytest.approx(-1.0)
