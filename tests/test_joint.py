@@ -12,7 +12,14 @@ from xaibench.datasets.synthetic import Synthetic
 from xaibench.methods.joint import losses
 from xaibench.methods.joint.explainer import Explainer
 from xaibench.methods.joint.model import Gate, JointClassifier
-from xaibench.methods.joint.train import JointModelConfig, run_epoch, train_joint, train_phase
+from xaibench.methods.joint.train import (
+    JointModelConfig,
+    phase_optimizer,
+    recalibrate_batchnorm,
+    run_epoch,
+    train_joint,
+    train_phase,
+)
 from xaibench.plugins import Dataset
 from xaibench.registry import DATASETS
 
@@ -140,6 +147,48 @@ def test_frozen_module_unchanged_and_in_eval_mode(splits, phase, frozen):
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())  # bitwise, BN stats too
     assert not any(modes) and modes  # ran, always in eval mode
     assert any(not torch.equal(before_other[k], v) for k, v in other.state_dict().items())
+
+
+@pytest.mark.parametrize("phase,frozen", [(0, "explainer"), (1, "net"), (2, None)])
+def test_batchnorm_recalibration_matches_the_batch_statistics(splits, phase, frozen):
+    torch.manual_seed(0)
+    cfg = JointModelConfig(id="m", arch="joint_resnet18", batch_size=len(splits.train), bn_recalibration=1)
+    model = cfg.build(2, (32, 32))
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:  # stale statistics, as after fast-moving training steps
+        m.running_mean.fill_(5.0)
+        m.running_var.fill_(9.0)
+    before = None if frozen is None else copy.deepcopy(getattr(model, frozen).state_dict())
+    recalibrate_batchnorm(model, splits.train, cfg, phase, batches=1, device=torch.device("cpu"),
+                          generator=torch.Generator().manual_seed(0))
+    if frozen is not None:  # the frozen module: bitwise unchanged and in eval mode
+        assert all(torch.equal(before[k], v) for k, v in getattr(model, frozen).state_dict().items())
+        assert not getattr(model, frozen).training
+    assert all(m.momentum == 0.1 for m in norms)  # momentum restored
+    # one batch holding the whole split: eval mode now reproduces train mode's batch statistics
+    images, _, _ = splits.train.batch(slice(None))
+    model.train()
+    if frozen is not None:
+        getattr(model, frozen).eval()
+    with torch.no_grad():
+        logits_train, z_train = model.forward_with_explanation(images)
+        model.eval()
+        logits_eval, z_eval = model.forward_with_explanation(images)
+    assert torch.allclose(z_eval, z_train, atol=1e-3)
+    assert torch.allclose(logits_eval, logits_train, atol=1e-2, rtol=1e-2)
+
+
+def test_explainer_optimizer_per_module():
+    cfg = JointModelConfig(id="m", arch="joint_xml_vgg", explainer_optimizer="adam",
+                           lr_explainer=(0.0, 3e-4, 1e-4))
+    model = cfg.build(2, (32, 32))
+    kinds = [[type(o).__name__ for o in phase_optimizer(model, cfg, p).optimizers] for p in range(3)]
+    assert kinds == [["SGD"], ["Adam"], ["SGD", "Adam"]]
+    adam = phase_optimizer(model, cfg, 2).optimizers[1]
+    assert adam.param_groups[0]["lr"] == 1e-4
+    assert {id(p) for p in adam.param_groups[0]["params"]} == {id(p) for p in model.explainer.parameters()}
+    same = JointModelConfig(id="m", arch="joint_xml_vgg")
+    assert [type(o).__name__ for o in phase_optimizer(model, same, 2).optimizers] == ["SGD"]
 
 
 def test_training_steps_lower_the_loss(splits):
@@ -275,6 +324,9 @@ def test_phase_lists_checked():
     raw["models"]["j"]["alpha"] = [1.0, 0.5, 0.9]
     raw["models"]["j"]["lr_explainer"] = [0.0, 0.0, 0.01]
     check(raw, r"lr_explainer: phase 2 trains the explainer: its learning rate must be > 0")
+    raw["models"]["j"]["lr_explainer"] = [0.0, 0.01, 0.01]
+    raw["models"]["j"]["bn_recalibration"] = -1
+    check(raw, r"bn_recalibration: must be")
 
 
 def test_joint_method_returns_the_explanation():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +58,12 @@ class JointModelConfig(BackboneConfig):
         class_weights: optional cross-entropy weight per class.
         augment: probability that a training image (and its mask) is randomly flipped and
             cropped (torchvision transforms v2); 0 disables augmentation.
+        explainer_optimizer: the explainer's optimiser ("sgd" or "adam"); None uses
+            ``optimizer`` like the classifier (the paper: SGD for both).
+        bn_recalibration: before each validation, recompute the BatchNorm running statistics of
+            the modules the phase trains from this many training batches (forward passes in train
+            mode, no gradients; "precise BN"), so that validation and early stopping see the
+            statistics of the current weights; 0 keeps the running averages (the paper).
     """
 
     arch: Literal["joint_resnet18", "joint_resnet50", "joint_vgg16", "joint_xml_vgg"] = "joint_resnet18"
@@ -72,6 +78,8 @@ class JointModelConfig(BackboneConfig):
     patience: tuple[int, ...] = (100, 100, 10)
     class_weights: tuple[float, ...] | None = None
     augment: float = 0.0
+    explainer_optimizer: Literal["sgd", "adam"] | None = None
+    bn_recalibration: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,6 +102,7 @@ class JointModelConfig(BackboneConfig):
         check_range("beta", self.beta, low=0.0, high=1.0)
         check_range("gamma", self.gamma, low=0.0)
         check_range("augment", self.augment, low=0.0, high=1.0)
+        check_range("bn_recalibration", self.bn_recalibration, low=0)
         if self.class_weights is not None and any(w <= 0 for w in self.class_weights):
             raise ParamError("class_weights", f"must all be > 0, got {list(self.class_weights)}")
 
@@ -167,7 +176,7 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor | None,
 
 
 def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, alpha: float,
-              device: torch.device, optimizer: torch.optim.Optimizer | None = None,
+              device: torch.device, optimizer: torch.optim.Optimizer | _Optimizers | None = None,
               generator: torch.Generator | None = None) -> dict[str, float]:
     """One pass over ``split``: a training epoch when an optimizer is given, else evaluation.
 
@@ -192,6 +201,30 @@ def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, al
             sums["expl"] += expl_mean.item() * n
             sums["acc"] += (logits.argmax(1) == labels).sum().item()
     return {k: v / len(split) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: JointClassifier, split: Split, cfg: JointModelConfig, phase: int, *,
+                          batches: int, device: torch.device, generator: torch.Generator) -> None:
+    """Recompute the running statistics of the BatchNorm layers that ``phase`` trains ("precise
+    BN"): reset them, then average the batch statistics of ``batches`` shuffled batches of
+    ``split`` (forward passes in train mode, no gradients). The frozen module stays in eval mode
+    and unchanged. Leaves the model as :func:`set_phase` does."""
+    set_phase(model, phase)
+    norms = [m for module, trained in zip((model.net, model.explainer), trains(phase)) if trained
+             for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    try:
+        for i, (images, _, _) in enumerate(split.batches(cfg.batch_size, device=device, generator=generator)):
+            if i >= batches:
+                break
+            model.forward_with_explanation(images)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 def set_phase(model: JointClassifier, phase: int) -> None:
@@ -232,6 +265,34 @@ def train_joint(
     return history
 
 
+class _Optimizers:
+    """Several optimisers stepped as one (the classifier's and the explainer's)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+
+def phase_optimizer(model: JointClassifier, cfg: JointModelConfig, phase: int) -> _Optimizers:
+    """Fresh optimisers for the modules ``phase`` trains, at the phase's learning rates: the
+    classifier's ``cfg.optimizer``, the explainer's ``cfg.explainer_optimizer`` (or the same)."""
+    kinds = (cfg.optimizer, cfg.explainer_optimizer or cfg.optimizer)
+    lrs = (cfg.lr_classifier[phase], cfg.lr_explainer[phase])
+    by_kind: dict[str, list[dict]] = {}
+    for module, kind, lr, trained in zip((model.net, model.explainer), kinds, lrs, trains(phase)):
+        if trained:
+            by_kind.setdefault(kind, []).append({"params": list(module.parameters()), "lr": lr})
+    return _Optimizers([replace(cfg, optimizer=kind).optimizer_for(groups)
+                        for kind, groups in by_kind.items()])
+
+
 def train_phase(model: JointClassifier, splits: Splits, cfg: JointModelConfig, phase: int, *,
                 device: torch.device, seed: int, progress: bool) -> list[dict[str, float]]:
     """Train one phase; the weights of its best validation loss are left in ``model``."""
@@ -243,11 +304,8 @@ def train_phase(model: JointClassifier, splits: Splits, cfg: JointModelConfig, p
     torch.manual_seed(int(config_hash("phase-seed", seed, phase, length=8), 16))
     generator = torch.Generator().manual_seed(int(config_hash("phase-order", seed, phase, length=8), 16))
     set_phase(model, phase)
-    groups = [{"params": list(m.parameters()), "lr": lr}
-              for m, lr, trained in zip((model.net, model.explainer),
-                                        (cfg.lr_classifier[phase], cfg.lr_explainer[phase]), trains(phase))
-              if trained]
-    optimizer = cfg.optimizer_for(groups)
+    optimizer = phase_optimizer(model, cfg, phase)
+    bn_generator = torch.Generator().manual_seed(int(config_hash("phase-bn", seed, phase, length=8), 16))
     best, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     rows = []
     bar = tqdm(range(epochs), desc=f"train {cfg.id} phase {phase + 1}", disable=not progress, leave=False)
@@ -255,6 +313,9 @@ def train_phase(model: JointClassifier, splits: Splits, cfg: JointModelConfig, p
         set_phase(model, phase)
         train = run_epoch(model, splits.train, cfg, alpha=alpha, device=device, optimizer=optimizer,
                           generator=generator)
+        if cfg.bn_recalibration:
+            recalibrate_batchnorm(model, splits.train, cfg, phase, batches=cfg.bn_recalibration,
+                                  device=device, generator=bn_generator)
         model.eval()
         val = run_epoch(model, splits.val, cfg, alpha=alpha, device=device)
         rows.append({"phase": phase + 1, "epoch": epoch + 1,
