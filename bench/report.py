@@ -202,7 +202,7 @@ def tradeoff_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     from xaibench.models import model_config_classes
     from xaibench.plugins import build
     from xaibench.registry import DATASETS, METHODS
-    from xaibench.runner import resolve_device
+    from xaibench.runner import from_half, resolve_device
     from xaibench.tradeoff import plot_tradeoff, tradeoff_table
 
     cfg, base = run.manifest["config"], run.path.parent
@@ -229,7 +229,7 @@ def tradeoff_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
             if c["kind"] != "explain" or c["model"] != train["model"]:
                 continue
             shards = [load_checked(p) for p in sorted((base / c["path"]).glob("[0-9]*.pt"))]
-            maps[c["method"]] = torch.cat([s["maps"] for s in shards]).float().to(device)
+            maps[c["method"]] = torch.cat([from_half(s) for s in shards]).to(device)
             targets = torch.cat([s["targets"] for s in shards]).to(device)
             spec = cfg["methods"][c["method"]]
             if spec["plugin"] == "inverse":

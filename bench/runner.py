@@ -124,6 +124,23 @@ class CellLog:
                            "path": path})
 
 
+def to_half(maps: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Maps [B,H,W] as float16 relative to each map's max |a|, with that max kept in float32.
+
+    Plain float16 flushes values below ~6e-8 to zero and keeps few digits below ~6e-5, and some
+    methods' maps are that small (e.g. relevance conserved to a small logit); relative to its own
+    maximum every map keeps float16's ~3 significant digits wherever it is not near zero.
+    """
+    scale = maps.abs().flatten(1).amax(1).float()
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return {"maps": (maps / safe.view(-1, 1, 1)).half().cpu(), "scale": scale.cpu()}
+
+
+def from_half(shard: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The float32 maps [B,H,W] stored by :func:`to_half`."""
+    return shard["maps"].float() * shard["scale"].view(-1, 1, 1)
+
+
 def explain(
     method: Method,
     method_id: str,
@@ -160,12 +177,12 @@ def explain(
                 with seeded_global_rng(int(config_hash(seed, i), 16) & (2**63 - 1), device):
                     a = method.attribute(model, images, labels)
                 check_attributions(a, images, method_id, start)
-            shard = {"maps": a.detach().half().cpu(), "targets": labels.cpu(), **cost}
+            shard = {**to_half(a.detach()), "targets": labels.cpu(), **cost}
             save_checked(path, shard)
             computed += 1
         shards.append(shard)
     # Metrics always read the float16 maps, so cached and fresh runs score identically.
-    maps = torch.cat([s["maps"] for s in shards]).float().to(device)
+    maps = torch.cat([from_half(s) for s in shards]).to(device)
     targets = torch.cat([s["targets"] for s in shards]).to(device)
     cost = {"seconds": sum(s["seconds"] for s in shards),
             "forwards": sum(s["forwards"] for s in shards),
@@ -303,7 +320,7 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
                     and method.supports(model_cfg.arch)):
                 continue
             t = time.perf_counter()
-            attr_key = config_hash("attr-v2", data_key, info["checkpoint_id"], method_id,
+            attr_key = config_hash("attr-v3", data_key, info["checkpoint_id"], method_id,
                                    resolved["methods"][method_id], config.run.target, seed, batch_size)
             shard_dir = cache_dir / "attributions" / f"{model_cfg.id}-{method_id}-{attr_key}"
             attributions, targets, cost, computed = explain(

@@ -319,3 +319,16 @@ def test_checkpoint_of_the_right_arch_is_evaluated_not_retrained(cfg, reference,
     assert board.loc["gradcam", "aopc_mean"] == ref.loc["gradcam", "aopc_mean"]
     assert not list((tmp_path / "out" / "synthetic" / "cache").glob("models/*.pt"))  # no training
     assert os.path.exists(ckpt)
+
+
+def test_attribution_shards_keep_tiny_maps():
+    import torch
+
+    from xaibench.runner import from_half, to_half
+
+    maps = torch.tensor([[[3e-9, -1e-9], [0.0, 2e-10]], [[0.0, 0.0], [0.0, 0.0]],
+                         [[1.0, 1e-3], [-5.0, 0.25]]])
+    back = from_half(to_half(maps))
+    assert torch.allclose(back, maps, rtol=1e-3, atol=0)  # plain .half() gives all zeros for map 0
+    assert (back[1] == 0).all() and back.dtype == torch.float32
+    assert maps[0].half().eq(0).all()
