@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +69,40 @@ def check_attributions(maps: torch.Tensor, images: torch.Tensor, method_id: str,
     if bad.any():
         index = offset + int(bad.nonzero()[0])
         raise MethodError(f"method {method_id!r} produced NaN or inf on test image {index}")
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------------
+
+_interrupted = threading.Event()
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt at once, as usual, and also marks the run as interrupted:
+    an interrupt that lands in code that swallows exceptions (a finalizer or a hook callback,
+    where Python only prints "Exception ignored") still stops the run at the next shard or cell
+    boundary (:func:`check_interrupted`). Only installed from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        _interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    _interrupted.clear()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _interrupted.clear()
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt when Ctrl-C was pressed during the run (see :func:`interruptible`)."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 # -- cost measurement ---------------------------------------------------------------------------
@@ -165,6 +201,7 @@ def explain(
     computed = 0
     starts = range(0, len(split), batch_size)
     for i, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False)):
+        check_interrupted()
         path = shard_dir / f"{i:05d}.pt"
         shard = load_checked(path)
         if shard is None:
@@ -220,6 +257,7 @@ def score_cell(metric: Metric, model: torch.nn.Module, split: Split, attribution
                targets: torch.Tensor, *, path: Path, batch_size: int,
                device: torch.device) -> tuple[dict, bool]:
     """One (model, method, metric) cell: {"scores", "curves", costs} from cache or computed."""
+    check_interrupted()
     cell = load_checked(path)
     if cell is not None:
         return cell, True
@@ -271,6 +309,11 @@ def versions() -> dict[str, str]:
 
 def run(config: Config, *, progress: bool = True) -> RunResult:
     """Run ``config`` end to end (reusing every cached cell) and write its outputs."""
+    with interruptible():
+        return _run(config, progress=progress)
+
+
+def _run(config: Config, *, progress: bool) -> RunResult:
     from xaibench import report
 
     t_start = time.perf_counter()
@@ -306,6 +349,7 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
     score_rows, curve_rows, model_rows, cost_rows = [], [], [], []
     timings["train_s"] = timings["explain_s"] = timings["score_s"] = 0.0
     for model_cfg in config.models:
+        check_interrupted()
         t = time.perf_counter()
         model, info = obtain_model(model_cfg, splits, data_key=data_key, cache_dir=cache_dir,
                                    device=device, seed=seed, progress=progress)
@@ -351,6 +395,7 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
                 for curve, values in cell["curves"].items():
                     curve_rows.append(lb.long_curves(model_cfg.id, method_id,
                                                      f"{metric_id}_{curve}", values))
+    check_interrupted()
     t = time.perf_counter()
     controls = [i for i, m in methods.items() if not m.uses_model]
     board = lb.write_outputs(
