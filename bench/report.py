@@ -139,6 +139,8 @@ def aopc_grid_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
 
 def gallery_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     """Test images with their mask outline and one column per method, one figure per model."""
+    from xaibench.runner import from_half
+
     gallery = load_checked(run.path / "gallery.pt")
     if gallery is None:
         return []
@@ -149,7 +151,7 @@ def gallery_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     for model, maps in gallery["maps"].items():
         path = out / f"gallery_{model}.png"
         plots.gallery(gallery["images"].numpy(), masks,
-                      {m: a.float().numpy() for m, a in maps.items()}, path,
+                      {m: from_half(a).numpy() for m, a in maps.items()}, path,
                       title=f"{run.dataset}, {model}", row_labels=labels)
         written.append(path)
     return written

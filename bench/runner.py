@@ -375,7 +375,7 @@ def _run(config: Config, *, progress: bool) -> RunResult:
             n_shards = -(-len(test) // batch_size)
             log.add("explain", model_cfg.id, computed == 0, method_id, shards=n_shards,
                     computed_shards=computed, path=_relative(shard_dir, dataset_dir))
-            gallery["maps"].setdefault(model_cfg.id, {})[method_id] = attributions[shown].half().cpu()
+            gallery["maps"].setdefault(model_cfg.id, {})[method_id] = to_half(attributions[shown])
             cost_rows.append(lb.cost_row("explain", model_cfg.id, method_id, "", cost, len(test),
                                          method.passes_per_image))
             for metric_id, metric in tqdm(metrics.items(), desc=f"score {model_cfg.id}/{method_id}",
