@@ -201,34 +201,44 @@ def location_weights(target: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     return F.interpolate(m, size=size, mode="nearest") if m.shape[-2:] != size else m
 
 
+@dataclass(frozen=True)
+class Solver:
+    """The layer objectives' penalty weight ``lam`` and the settings of
+    :func:`projected_descent` (see :class:`Inverse` for their meaning)."""
+
+    lam: float
+    step: float
+    momentum: float
+    max_steps: int
+    window: int
+    tol: float
+
+
 def projected_descent(
     cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x0: torch.Tensor,
     project_rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    *,
-    step: float,
-    momentum: float,
-    max_steps: int,
-    window: int,
-    tol: float,
+    solver: Solver,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Projected gradient descent with momentum for a batch, each image stopping on its own.
 
     ``cost(x_rows, rows)`` gives the per-image cost [n] of the rows ``rows`` of the batch; the
-    gradient of each image is divided by its max-abs, accumulated with ``momentum`` and
-    ``x <- project_rows(x - step * velocity, rows)``. An image stops (and is frozen) when the
-    std of its last ``window`` costs is below ``tol``, or after ``max_steps`` steps.
+    gradient of each image is divided by its max-abs, accumulated with ``solver.momentum`` and
+    ``x <- project_rows(x - solver.step * velocity, rows)``. An image stops (and is frozen) when
+    the std of its last ``solver.window`` costs is below ``solver.tol``, or after
+    ``solver.max_steps`` steps.
 
     Returns:
         (solution like x0, steps taken per image [B] long).
     """
+    step, momentum, window, tol = solver.step, solver.momentum, solver.window, solver.tol
     b = x0.shape[0]
     rows = torch.arange(b, device=x0.device)
     x = project_rows(x0.detach(), rows).clone()
     velocity = torch.zeros_like(x)
     history = torch.zeros(b, window, device=x0.device)
     steps = torch.zeros(b, dtype=torch.long, device=x0.device)
-    for s in range(max_steps):
+    for s in range(solver.max_steps):
         if rows.numel() == 0:
             break
         xa = x[rows].requires_grad_(True)
@@ -256,12 +266,7 @@ def invert_block(
     targets: torch.Tensor,
     is_input: bool,
     is_last: bool,
-    lam: float,
-    step: float,
-    momentum: float,
-    max_steps: int,
-    window: int,
-    tol: float,
+    solver: Solver,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The inverse at ``block``'s input: (inverse like forward_input, solver steps [B]).
 
@@ -292,12 +297,11 @@ def invert_block(
             return others - z.gather(1, c)[:, 0]
         fit = (y[rows] - out).flatten(1).norm(dim=1)
         penalty = x if weights is None else weights[rows] * x
-        return fit + lam * penalty.flatten(1).norm(dim=1)
+        return fit + solver.lam * penalty.flatten(1).norm(dim=1)
 
     return projected_descent(
         cost, initial_guess(forward_input),
-        lambda x, rows: project(x, forward_input[rows], is_input=is_input),
-        step=step, momentum=momentum, max_steps=max_steps, window=window, tol=tol)
+        lambda x, rows: project(x, forward_input[rows], is_input=is_input), solver)
 
 
 def explanation_gate(model: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
@@ -310,13 +314,8 @@ def invert(
     model: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
+    solver: Solver,
     *,
-    lam: float,
-    step: float,
-    momentum: float,
-    max_steps: int,
-    window: int,
-    tol: float,
     keep: Literal["input", "all"] = "all",
 ) -> list[LayerInverse]:
     """Per-layer inverses of ``model`` for images [B, 3, H, W] in [0, 1] and targets [B].
@@ -351,8 +350,7 @@ def invert(
     for k in reversed(range(len(blocks))):
         inverse, steps = invert_block(
             blocks[k], inputs[k], outputs[k], inverse, indices=indices[k], gate=gate, targets=targets,
-            is_input=k == 0, is_last=k == len(blocks) - 1, lam=lam, step=step, momentum=momentum,
-            max_steps=max_steps, window=window, tol=tol)
+            is_input=k == 0, is_last=k == len(blocks) - 1, solver=solver)
         if keep == "all" or k == 0:
             layers.append(LayerInverse("input" if k == 0 else blocks[k].name, inputs[k], inverse, steps))
     return layers[::-1]
@@ -456,9 +454,9 @@ class Inverse(Method):
 
     def _invert(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                 keep: Literal["input", "all"]) -> list[LayerInverse]:
-        return invert(model, images.detach(), targets, lam=self.lam, step=self.step,
-                      momentum=self.momentum, max_steps=self.max_steps, window=self.window,
-                      tol=self.tol, keep=keep)
+        solver = Solver(lam=self.lam, step=self.step, momentum=self.momentum,
+                        max_steps=self.max_steps, window=self.window, tol=self.tol)
+        return invert(model, images.detach(), targets, solver, keep=keep)
 
     def layers(
         self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
