@@ -195,17 +195,20 @@ def gallery(images: np.ndarray, masks: np.ndarray | None, maps: dict[str, np.nda
 
 
 def training_curves(history: pd.DataFrame, path: Path, *, title: str) -> None:
-    """Training and validation loss and accuracy per epoch (phases of a joint model in sequence).
+    """Training and validation loss and accuracy per epoch (phases of a joint model in sequence),
+    and the maps' mass inside the masks when the history has it (joint models on masked data).
 
     Args:
-        history: one row per epoch with train_/val_ loss and accuracy columns (``phase`` optional).
+        history: one row per epoch with train_/val_ loss and accuracy columns (``phase`` and
+            ``train_mass``/``val_mass`` optional).
     """
     h = history.reset_index(drop=True).copy()
     h["step"] = range(1, len(h) + 1)
-    loss_cols = [c for c in ("train_loss", "val_loss") if c in h]
-    acc_cols = [c for c in ("train_acc", "val_acc") if c in h]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, cols, label in ((axes[0], loss_cols, "loss"), (axes[1], acc_cols, "accuracy")):
+    panels = [([c for c in (f"train_{key}", f"val_{key}") if c in h], label)
+              for key, label in (("loss", "loss"), ("acc", "accuracy"), ("mass", "map mass inside the mask"))]
+    panels = [(cols, label) for cols, label in panels if cols and h[cols].notna().any().any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (cols, label) in zip(axes[0], panels):
         for col in cols:
             ax.plot(h["step"], h[col], marker="o", ms=3, label=col.split("_")[0])
         ax.set(xlabel="epoch (all phases)" if "phase" in h else "epoch", ylabel=label)

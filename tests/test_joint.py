@@ -224,7 +224,8 @@ def test_three_phases_cached_and_shared(splits, tmp_path):
     history = train_joint(model, splits, unsup, device=torch.device("cpu"), seed=0, progress=False,
                           cache_dir=tmp_path, data_key="d")
     assert [r["phase"] for r in history] == [1, 2, 3]
-    assert {"train_loss", "train_ce", "train_expl", "val_loss", "val_acc"} <= set(history[0])
+    assert {"train_loss", "train_ce", "train_expl", "val_loss", "val_acc", "val_mass"} <= set(history[0])
+    assert all(0 <= r["val_mass"] <= 1 for r in history)
     assert len(list((tmp_path / "joint-phases").iterdir())) == 3
     assert not model.training and all(p.requires_grad for p in model.parameters())
     # a resumed run (phases read back from the cache) ends with the same weights
@@ -235,6 +236,22 @@ def test_three_phases_cached_and_shared(splits, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     val = run_epoch(again, splits.val, unsup, alpha=1.0, device=torch.device("cpu"))
     assert 0 <= val["acc"] <= 1
+
+
+def test_epoch_reports_the_maps_mass_inside_the_masks(splits):
+    torch.manual_seed(0)
+    cfg = JointModelConfig(id="m", arch="joint_xml_vgg", batch_size=5, init_bias=0.2)
+    model = cfg.build(2, (32, 32)).eval()
+    out = run_epoch(model, splits.val, cfg, alpha=1.0, device=torch.device("cpu"))
+    with torch.no_grad():
+        z = model.explain(splits.val.images.float() / 255)[:, 0].double()
+    shares = [(z[i] * m).sum() / z[i].sum() for i, m in enumerate(splits.val.masks) if m.any()]
+    assert 0 < len(shares) < len(splits.val)  # negatives (empty masks) are left out
+    assert out["mass"] == pytest.approx(torch.stack(shares).mean().item(), rel=1e-4)
+    from xaibench.datasets.splits import Split
+
+    unmasked = Split(splits.val.images, splits.val.labels)
+    assert "mass" not in run_epoch(model, unmasked, cfg, alpha=1.0, device=torch.device("cpu"))
 
 
 def test_augmentation_moves_image_and_mask_together(splits):

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from xaibench.datasets.splits import Split, Splits
 from xaibench.io import config_hash, load_checked, save_checked
+from xaibench.metrics.relevance_mass import relevance_mass
 from xaibench.models import BackboneConfig, Classifier
 from xaibench.plugins import ParamError, check_range
 
@@ -180,10 +181,13 @@ def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, al
               generator: torch.Generator | None = None) -> dict[str, float]:
     """One pass over ``split``: a training epoch when an optimizer is given, else evaluation.
 
-    Returns the mean total loss, CE, explanation loss and accuracy.
+    Returns the mean total loss, CE, explanation loss and accuracy, and, when the split has
+    masks, ``mass``: the mean share of the map inside the mask (relevance mass) over the images
+    whose mask is not empty, so training curves show how well the maps localise.
     """
     weights = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, device=device)
     sums = {"loss": 0.0, "ce": 0.0, "expl": 0.0, "acc": 0.0}
+    mass, masked = 0.0, 0
     with torch.set_grad_enabled(optimizer is not None):
         for images, labels, masks in split.batches(cfg.batch_size, device=device, generator=generator):
             if optimizer is not None and cfg.augment > 0:
@@ -200,7 +204,12 @@ def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, al
             sums["ce"] += ce.item() * n
             sums["expl"] += expl_mean.item() * n
             sums["acc"] += (logits.argmax(1) == labels).sum().item()
-    return {k: v / len(split) for k, v in sums.items()}
+            if masks is not None:
+                share = relevance_mass(z.detach()[:, 0], masks, positive_only=False)
+                mass += share.nansum().item()
+                masked += int((~share.isnan()).sum())
+    means = {k: v / len(split) for k, v in sums.items()}
+    return means if split.masks is None else {**means, "mass": mass / masked if masked else math.nan}
 
 
 @torch.no_grad()
