@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from xaibench import leaderboard as lb
 from xaibench.config import Config, ConfigError
-from xaibench.datasets.splits import Split
+from xaibench.datasets.splits import Split, Splits
 from xaibench.io import config_hash, load_checked, save_checked, write_json
 from xaibench.models import obtain_model
 from xaibench.modelstate import eval_mode
@@ -41,6 +41,12 @@ GALLERY_IMAGES = 4
 
 class MethodError(RuntimeError):
     """An explainer returned something that breaks the method contract."""
+
+
+def data_cache_key(dataset: dict, seed: int, splits: Splits) -> str:
+    """The key of a run's data in every cache key downstream: the resolved [dataset] section,
+    the seed and, for data read from disk, the splits' content fingerprint."""
+    return config_hash("data", dataset, seed, *([splits.fingerprint] if splits.fingerprint else []))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -333,8 +339,7 @@ def _run(config: Config, *, progress: bool) -> RunResult:
     dataset = build(DATASETS.get(config.dataset.plugin), config.dataset.as_dict())
     splits = dataset.load(cache_dir=cache_dir / "data", seed=seed)
     test = splits.test
-    data_key = config_hash("data", resolved["dataset"], seed,
-                           *([splits.fingerprint] if splits.fingerprint else []))
+    data_key = data_cache_key(resolved["dataset"], seed, splits)
     timings["data_s"] = time.perf_counter() - t
 
     method_specs = {s.id: s for s in config.methods}

@@ -9,8 +9,8 @@ anything else, so training settings can be compared on localisation alone:
         --set dataset.variant=colour --set 'models.joint_hybrid.epochs=[3,2,20]' \\
         --set 'models.joint_hybrid.patience=[3,3,20]'
 
-Phases are cached under ``--cache`` (default: a fresh temporary folder, so every epoch is
-trained and printed).
+The data, the phases and the trained model are cached under ``--cache`` (default: a fresh
+temporary folder, so every epoch is trained and printed).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from pathlib import Path
 import torch
 
 from xaibench import config as xconfig
-from xaibench.io import config_hash
-from xaibench.methods.joint.train import JointModelConfig, train_joint
+from xaibench.methods.joint.train import JointModelConfig
 from xaibench.metrics.relevance_mass import relevance_mass
-from xaibench.models import build_model
+from xaibench.models import obtain_model
 from xaibench.plugins import build
 from xaibench.registry import DATASETS
-from xaibench.runner import resolve_device
+from xaibench.runner import data_cache_key, resolve_device
 
 
 def main() -> None:
@@ -53,27 +52,20 @@ def main() -> None:
             cache_dir=cache / "data", seed=seed)
         if splits.test.masks is None:
             raise SystemExit(f"{cfg.dataset.plugin} has no masks: nothing to localise against")
-        data_key = config_hash("data", cfg.resolved()["dataset"], seed,
-                               *([splits.fingerprint] if splits.fingerprint else []))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # as the runner builds a model
-            model = build_model(model_cfg, splits.num_classes, splits.image_size).to(device)
-        history = train_joint(model, splits, model_cfg, device=device, seed=seed, progress=False,
-                              cache_dir=cache / "models", data_key=data_key)
+        data_key = data_cache_key(cfg.resolved()["dataset"], seed, splits)
+        model, info = obtain_model(model_cfg, splits, data_key=data_key, cache_dir=cache,
+                                   device=device, seed=seed, progress=False)
+    history = info["history"]
     print(f"{args.model} ({model_cfg.arch}, {model_cfg.loss}) on {args.config} {' '.join(args.set)}")
     print("phase epoch  train_acc  val_acc  val_mass")
     for row in history:
         print(f"{row['phase']:>5} {row['epoch']:>5}  {row['train_acc']:9.3f}  {row['val_acc']:7.3f}  "
               f"{row.get('val_mass', float('nan')):8.3f}")
-    maps, correct = [], 0
     with torch.no_grad():
-        for images, labels, _ in splits.test.batches(cfg.run.batch_size, device=device):
-            logits, z = model.forward_with_explanation(images)
-            correct += (logits.argmax(1) == labels).sum().item()
-            maps.append(z[:, 0].cpu())
-    z = torch.cat(maps)
+        z = torch.cat([model.explain(images)[:, 0].cpu()
+                       for images, _, _ in splits.test.batches(cfg.run.batch_size, device=device)])
     mass = relevance_mass(z, splits.test.masks, positive_only=False)
-    print(f"test accuracy {correct / len(splits.test):.3f}, mean map {z.mean():.3f}, relevance mass "
+    print(f"test accuracy {info['test_accuracy']:.3f}, mean map {z.mean():.3f}, relevance mass "
           f"inside the masks {mass.nanmean():.3f} ({int((~mass.isnan()).sum())} images with a mask), "
           f"uniform map {splits.test.masks[splits.test.masks.flatten(1).any(1)].float().mean():.3f}")
 
