@@ -38,13 +38,20 @@ def _inside(a, ref):
     return (a >= torch.clamp(ref, max=0)) & (a <= torch.clamp(ref, min=0))
 
 
-def test_gradient_filter_zeroes_exactly_the_out_of_bound_gradients_per_call():
+def recorded_twice_relu(seed: int):
+    """A TwiceReLU, a perturbed input e (requires grad) and the activations recorded on the
+    clean input it was perturbed from."""
     model = TwiceReLU().eval()
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     x = torch.rand(2, 3, 8, 8, generator=gen)
     e = (x * 1.5 + 0.3 * torch.randn(x.shape, generator=gen)).requires_grad_(True)
     with recorded_activations(model) as records, torch.no_grad():
         model(x)
+    return model, e, records
+
+
+def test_gradient_filter_zeroes_exactly_the_out_of_bound_gradients_per_call():
+    model, e, records = recorded_twice_relu(seed=0)
     r1, r2 = records[model.relu]  # one entry per call
     assert len(records[model.relu]) == 2
 
@@ -69,12 +76,7 @@ def test_gradient_filter_zeroes_exactly_the_out_of_bound_gradients_per_call():
 def test_gradient_filter_at_the_activations():
     """The gradient reaching each ReLU output is zero exactly where the activation is out of
     bounds, and untouched elsewhere, for both calls of the module."""
-    model = TwiceReLU().eval()
-    gen = torch.Generator().manual_seed(1)
-    x = torch.rand(2, 3, 8, 8, generator=gen)
-    e = (x * 1.5 + 0.3 * torch.randn(x.shape, generator=gen)).requires_grad_(True)
-    with recorded_activations(model) as records, torch.no_grad():
-        model(x)
+    model, e, records = recorded_twice_relu(seed=1)
     seen = []
 
     def capture(module, inputs, out):
