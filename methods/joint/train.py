@@ -186,8 +186,9 @@ def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, al
     whose mask is not empty, so training curves show how well the maps localise.
     """
     weights = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, device=device)
-    sums = {"loss": 0.0, "ce": 0.0, "expl": 0.0, "acc": 0.0}
-    mass, masked = 0.0, 0
+    # Sums stay on the device (one host sync per epoch, not several per batch): loss, CE,
+    # explanation loss, correct predictions, mass inside the masks, images with a mask.
+    sums = torch.zeros(6, dtype=torch.float64, device=device)
     with torch.set_grad_enabled(optimizer is not None):
         for images, labels, masks in split.batches(cfg.batch_size, device=device, generator=generator):
             if optimizer is not None and cfg.augment > 0:
@@ -200,15 +201,14 @@ def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, al
                 loss.backward()
                 optimizer.step()
             n = len(labels)
-            sums["loss"] += loss.item() * n
-            sums["ce"] += ce.item() * n
-            sums["expl"] += expl_mean.item() * n
-            sums["acc"] += (logits.argmax(1) == labels).sum().item()
+            correct = (logits.argmax(1) == labels).sum()
+            batch = [t.detach().double() * n for t in (loss, ce, expl_mean)] + [correct]
             if masks is not None:
                 share = relevance_mass(z.detach()[:, 0], masks, positive_only=False)
-                mass += share.nansum().item()
-                masked += int((~share.isnan()).sum())
-    means = {k: v / len(split) for k, v in sums.items()}
+                batch += [share.nansum(), (~share.isnan()).sum()]
+            sums[:len(batch)] += torch.stack([b.to(sums.dtype) for b in batch])
+    *totals, mass, masked = sums.tolist()
+    means = {k: v / len(split) for k, v in zip(("loss", "ce", "expl", "acc"), totals)}
     return means if split.masks is None else {**means, "mass": mass / masked if masked else math.nan}
 
 
