@@ -156,8 +156,9 @@ def test_shipped_configs_load(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name,epochs,alpha", [("imagenet_hvz", (10, 10, 100), (1.0, 0.25, 0.9)),
                                                ("nih_cervix", (30, 10, 50), (1.0, 0.25, 0.99)),
-                                               ("oxford_pets", (10, 10, 100), (1.0, 0.25, 0.9))])
-def test_real_dataset_configs_carry_the_paper_hyperparameters(name, epochs, alpha):
+                                               ("oxford_pets", (10, 10, 100), (1.0, 0.25, 0.9)),
+                                               ("synthetic_paper", (10, 10, 100), (1.0, 0.25, 0.9))])
+def test_paper_scale_configs_carry_the_paper_hyperparameters(name, epochs, alpha):
     raw = shipped_raw(name)
     joint = {k: v for k, v in raw["models"].items() if v["arch"].startswith("joint_")}
     assert {v["loss"] for v in joint.values()} == {"unsupervised", "hybrid"}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from xaibench.cli import main
 
@@ -263,8 +264,11 @@ def test_leaderboard_merges_runs_with_spread_and_agreement(reference, tmp_path, 
     assert main(["leaderboard", str(a), str(a), "--out", str(out)]) == 2
 
 
-@pytest.mark.parametrize("case", ["typo", "masks", "patch", "unwritable", "checkpoint"])
+@pytest.mark.parametrize("case", ["typo", "masks", "patch", "unwritable", "checkpoint", "checkpoint_size",
+                                  "cuda"])
 def test_bad_input_fails_before_work_and_writes_nothing(case, reference, tmp_path):
+    if case == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
     out = tmp_path / "out"
     cfg = tmp_path / "bad.toml"
     text = CONFIG
@@ -292,10 +296,19 @@ def test_bad_input_fails_before_work_and_writes_nothing(case, reference, tmp_pat
         blocker.write_text("")
         out = blocker / "results"
         expect = r"cannot write under"
+    elif case == "cuda":
+        text = text.replace('device = "cpu"', 'device = "cuda"')
+        expect = r"\[run\] device: 'cuda' requested but CUDA is not available here; use device = 'cpu'"
     else:
         (ckpt,) = list((reference / "synthetic" / "cache" / "models").glob("resnet18-*.pt"))
-        text = text.replace('arch = "resnet18"', f'arch = "vgg16"\ncheckpoint = "{ckpt}"')
-        expect = r"\[models.resnet18\] checkpoint: .* holds a resnet18 model, but arch = 'vgg16'"
+        if case == "checkpoint":
+            text = text.replace('arch = "resnet18"', f'arch = "vgg16"\ncheckpoint = "{ckpt}"')
+            expect = r"\[models.resnet18\] checkpoint: .* holds a resnet18 model, but arch = 'vgg16'"
+        else:
+            text = text.replace('arch = "resnet18"', f'arch = "resnet18"\ncheckpoint = "{ckpt}"')
+            text = text.replace("image_size = 32", "image_size = 64")
+            expect = (r"\[models.resnet18\] checkpoint: .* was trained on 32x32 images, but the dataset "
+                      r"yields 64x64; use the matching image_size")
     cfg.write_text(text)
     proc = subprocess.run(command(cfg, out), capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
