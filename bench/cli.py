@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (overrides run.out; default ./results)")
     run.add_argument("--data-root", help="folder of the dataset's files (overrides dataset.root)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (each cell: reused from the cache or to compute, and what "
+                          "changed since a cached cell of the same name) and stop")
 
     board = sub.add_parser("leaderboard", help="merge the leaderboards of several runs (seeds, "
                            "datasets) into one table with mean and spread across runs")
@@ -77,13 +80,24 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"dataset.root={json.dumps(args.data_root)}")  # a TOML basic string
     cfg = config.load(args.config, overrides)
 
+    if args.dry_run:
+        from xaibench.plan import describe, plan
+
+        lines = describe(plan(cfg))
+        print("\n".join(lines))
+        todo = sum(line.startswith("compute") for line in lines)
+        print(f"\n{todo} of {len(lines)} cells to compute, {len(lines) - todo} reused from the cache")
+        return 0
+
     from xaibench.runner import run
 
     result = run(cfg, progress=not args.no_progress)
+    if result.leaderboard is None:  # a torchrun process other than rank 0
+        return 0
     board = result.leaderboard
     cols = ["model", "method", "accuracy", "mean_rank", *(c for c in board.columns if c.endswith("_mean"))]
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    computed = sum(not c["cached"] for c in result.cells)
+    computed = sum(c["computed"] for c in result.cells.values())
     print(f"\n{computed} of {len(result.cells)} cells computed, the others read from the cache")
     print(f"wrote {result.run_dir} (report.md, leaderboard.csv, costs.csv, plots/) in "
           f"{result.timings['total_s']:.1f} s")

@@ -26,14 +26,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from xaibench.plugins import ParamError, build
-from xaibench.registry import DATASETS, METHODS, METRICS, Registry, RegistryError
+from xaibench.plugins import ConfigError, ParamError, build
+from xaibench.registry import DATASETS, METHODS, METRICS, MODELS, Registry, RegistryError
 
 SECTIONS = ("run", "dataset", "models", "methods", "metrics")
-
-
-class ConfigError(ValueError):
-    """A config that cannot run: names the file, the key and what is allowed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +43,9 @@ class RunConfig:
         out: output folder; the run goes to <out>/<dataset>/<config>-<hash>/.
         bootstrap: resamples for the 95% confidence intervals.
         target: the class explained and scored: the true "label" or the "predicted" class.
+        threads: torch's intra-op threads per process; 0 keeps torch's default. Float results
+            depend on it (summation order), so it is part of every cell's key; fix it to compare
+            runs across machines or process counts (under torchrun each process gets this many).
     """
 
     seed: int = 0
@@ -55,10 +54,13 @@ class RunConfig:
     out: str = "results"
     bootstrap: int = 1000
     target: Literal["label", "predicted"] = "label"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ParamError("batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.threads < 0:
+            raise ParamError("threads", f"must be >= 0 (0: torch's default), got {self.threads}")
         if self.bootstrap < 100:
             raise ParamError("bootstrap", f"must be >= 100, got {self.bootstrap}")
         dev = self.device
@@ -233,11 +235,8 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
     dataset_spec = PluginSpec("dataset", dataset_name, tuple(sorted(data.items())))
     dataset = _built(dataset_spec, DATASETS, "dataset", where)
 
-    from xaibench.models import model_config_classes  # imports torch: only once names are good
-
     if not isinstance(raw["models"], dict):
         raise ConfigError(f"{where}: [models] must be a table of tables, e.g. [models.resnet18]")
-    arch_classes = model_config_classes()
     height, width = dataset.image_size
     models = []
     for mid, values in raw["models"].items():
@@ -245,11 +244,11 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{label}] must be a table, got {values!r}")
         arch = values.get("arch", "resnet18")
-        if arch not in arch_classes:
+        if not isinstance(arch, str) or arch not in MODELS:
             raise ConfigError(f"{where}: [{label}] arch: must be one of "
-                              f"{', '.join(map(repr, arch_classes))}; got {arch!r}")
+                              f"{', '.join(map(repr, MODELS.names()))}; got {arch!r}")
         try:
-            model = build(arch_classes[arch], {"id": mid, "arch": arch, **values})
+            model = build(MODELS.get(arch), {"id": mid, "arch": arch, **values})
             model.check_image_size(height, width)
             model.check_checkpoint((height, width))
         except ParamError as exc:

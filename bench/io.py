@@ -75,6 +75,17 @@ def checksum_of(path: Path) -> str:
         return f.readline().strip().decode()
 
 
+def is_valid(path: Path) -> bool:
+    """Whether ``path`` is a complete, intact file written by :func:`save_checked` (the checksum
+    is verified; nothing is unpickled)."""
+    try:
+        blob = Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
+    digest, _, payload = blob.partition(b"\n")
+    return hashlib.sha256(payload).hexdigest().encode() == digest
+
+
 def load_checked(path: Path) -> Any | None:
     """The object saved by :func:`save_checked`, or None when missing, partial or corrupt."""
     path = Path(path)
@@ -86,3 +97,20 @@ def load_checked(path: Path) -> Any | None:
     if hashlib.sha256(payload).hexdigest().encode() != digest:
         return None
     return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+
+
+def to_half(maps: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Maps [B,H,W] as float16 relative to each map's max |a|, with that max kept in float32.
+
+    Plain float16 flushes values below ~6e-8 to zero and keeps few digits below ~6e-5, and some
+    methods' maps are that small (e.g. relevance conserved to a small logit); relative to its own
+    maximum every map keeps float16's ~3 significant digits wherever it is not near zero.
+    """
+    scale = maps.abs().flatten(1).amax(1).float()
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return {"maps": (maps / safe.view(-1, 1, 1)).half().cpu(), "scale": scale.cpu()}
+
+
+def from_half(shard: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The float32 maps [B,H,W] stored by :func:`to_half`."""
+    return shard["maps"].float() * shard["scale"].view(-1, 1, 1)

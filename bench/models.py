@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from xaibench.config import ConfigError
 from xaibench.datasets.splits import Split, Splits
-from xaibench.io import checksum_of, config_hash, load_checked, save_checked
-from xaibench.plugins import ParamError, check_range
+from xaibench.io import load_checked, save_checked
+from xaibench.plugins import ConfigError, ParamError, check_range
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -247,13 +246,6 @@ def build_model(cfg: BackboneConfig, num_classes: int, image_size: tuple[int, in
     return cfg.build(num_classes, image_size)
 
 
-def model_config_classes() -> dict[str, type[BackboneConfig]]:
-    """arch name -> the config class that builds and trains it."""
-    from xaibench.methods.joint.train import JOINT_ARCHS, JointModelConfig
-
-    return {**{a: ModelConfig for a in ARCHITECTURES}, **{a: JointModelConfig for a in JOINT_ARCHS}}
-
-
 # -- training ----------------------------------------------------------------------------------
 
 
@@ -319,50 +311,67 @@ def train_classifier(
     return history
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model ready to explain, and what its cell knows about it.
+
+    Attributes:
+        model: in eval mode on the run's device.
+        history: the per-epoch training history (empty for a loaded checkpoint).
+        test_accuracy: on the run's test split.
+        computed: False when read from the cache (or given as a checkpoint).
+    """
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    test_accuracy: float
+    computed: bool
+
+
 def obtain_model(
     cfg: BackboneConfig,
     splits: Splits,
     *,
-    data_key: str,
-    cache_dir: Path,
+    path: Path,
+    context_key: str,
     device: torch.device,
     seed: int,
     progress: bool = True,
-) -> tuple[Classifier, dict]:
-    """The trained model for ``cfg``: from the checkpoint cache, or trained and cached.
+) -> TrainedModel:
+    """The trained model for ``cfg``: a given checkpoint, the cached one at ``path``, or trained
+    now and cached there.
 
-    The checkpoint is keyed by a hash of the data, the model config and the seed, so a second
-    run with the same settings does not retrain. Returns (model in eval mode on ``device``,
-    info dict with the history, test accuracy and the checkpoint path).
+    ``path`` is the model cell's cache file (its name carries the cell's key, see
+    :mod:`xaibench.plan`); ``context_key`` (that key) also keys the intermediate caches of
+    multi-stage trainers (the joint model's phases).
     """
-    key = config_hash("model-v1", type(cfg).__name__, data_key, asdict(cfg), seed)
-    path = Path(cfg.checkpoint or Path(cache_dir) / "models" / f"{cfg.id}-{key}.pt")
+    source = Path(cfg.checkpoint) if cfg.checkpoint else Path(path)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # model init and dropout: seeded, caller's RNG state restored
         model = build_model(cfg, splits.num_classes, splits.image_size).to(device)
-        ckpt = load_checked(path)
+        ckpt = load_checked(source)
         if ckpt is None and cfg.checkpoint:
             raise ConfigError(f"[models.{cfg.id}] checkpoint: {cfg.checkpoint} can no longer be "
                               f"read (changed since the config was checked?)")
         if ckpt is None:
             history = cfg.fit(model, splits, device=device, seed=seed, progress=progress,
-                              cache_dir=Path(cache_dir) / "models", data_key=data_key)
+                              cache_dir=Path(path).parent, data_key=context_key)
             _, test_acc = evaluate(model, splits.test, cfg.batch_size, device)
             ckpt = {"arch": cfg.arch, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "image_size": list(splits.image_size), "num_classes": splits.num_classes,
-                    "history": history, "test_accuracy": test_acc, "cached": False}
+                    "history": history, "test_accuracy": test_acc}
             save_checked(path, ckpt)
-        else:
-            try:
-                model.load_state_dict(ckpt["state_dict"])
-            except RuntimeError as exc:
-                raise ConfigError(f"[models.{cfg.id}] checkpoint: {path} does not fit this "
-                                  f"{cfg.arch} for {splits.num_classes} classes: "
-                                  f"{str(exc).splitlines()[0]}") from None
-            ckpt["cached"] = True
-            if cfg.checkpoint:  # a model trained elsewhere: its accuracy on this test split
-                ckpt["test_accuracy"] = evaluate(model, splits.test, cfg.batch_size, device)[1]
+            model.eval()
+            return TrainedModel(model, history, test_acc, computed=True)
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as exc:
+            raise ConfigError(f"[models.{cfg.id}] checkpoint: {source} does not fit this "
+                              f"{cfg.arch} for {splits.num_classes} classes: "
+                              f"{str(exc).splitlines()[0]}") from None
     model.eval()
-    info = {"history": ckpt.get("history", []), "test_accuracy": ckpt["test_accuracy"],
-            "checkpoint": str(path), "checkpoint_id": checksum_of(path), "cached": ckpt["cached"]}
-    return model, info
+    accuracy = ckpt["test_accuracy"]
+    if cfg.checkpoint:  # a model trained elsewhere: its accuracy on this test split
+        accuracy = evaluate(model, splits.test, cfg.batch_size, device)[1]
+    return TrainedModel(model, ckpt.get("history", []) if not cfg.checkpoint else [], accuracy,
+                        computed=False)

@@ -35,6 +35,10 @@ class ParamError(ValueError):
         self.problem = problem
 
 
+class ConfigError(ValueError):
+    """A config that cannot run: names the file, the key and what is allowed."""
+
+
 class DataError(ValueError):
     """Data on disk that cannot be loaded: the message names the file (or folder) and the fix.
 
@@ -125,6 +129,13 @@ def parameters(cls: type) -> dict[str, tuple[Any, Any]]:
         if p.kind is inspect.Parameter.KEYWORD_ONLY:
             params[name] = (hints.get(name, Any), p.default)
     return params
+
+
+def resolved(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Every declared parameter of ``cls`` with its value: the checked value from ``values``, or
+    the default (for cache keys and manifests: defaults included, nothing listed by hand)."""
+    return {key: coerce(key, values[key], hint) if key in values else default
+            for key, (hint, default) in parameters(cls).items()}
 
 
 def build(cls: type, values: dict[str, Any]) -> Any:
@@ -246,3 +257,21 @@ class Dataset:
     def load(self, *, cache_dir: Path, seed: int) -> Splits:
         """Build (or read from ``cache_dir``) the three splits."""
         raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A hash of the data on disk the splits are read from ("" for generated data): part of
+        every cache key downstream, so changed files are never scored with stale results."""
+        return ""
+
+    def cache_file(self, cache_dir: Path, seed: int, content: str = "") -> Path:
+        """Where the decoded splits are cached: a file keyed by everything this instance holds
+        (its attributes, set from its parameters), its code, the seed and ``content`` (a
+        fingerprint of the files read), so one folder can hold the splits of many settings."""
+        from pathlib import Path
+
+        from xaibench.keys import digest, plugin_identity
+
+        name = getattr(self, "registry_name", type(self).__name__.lower())
+        key = digest({"state": vars(self), "code": plugin_identity(type(self)), "seed": seed,
+                      "content": content})
+        return Path(cache_dir) / f"{name}-{key}.pt"

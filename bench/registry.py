@@ -1,4 +1,4 @@
-"""Plugin registries: METHODS, METRICS and DATASETS.
+"""Plugin registries: METHODS, METRICS, DATASETS and MODELS (model families by architecture name).
 
 Built-ins register with a decorator (``@METHODS.register("gradcam")``) and are also listed as
 entry points of the ``xaibench`` distribution, so that names are known from package metadata
@@ -138,4 +138,5 @@ class Registry:
 METHODS = Registry("method", "xaibench.methods")
 METRICS = Registry("metric", "xaibench.metrics")
 DATASETS = Registry("dataset", "xaibench.datasets")
-REGISTRIES = {"methods": METHODS, "metrics": METRICS, "datasets": DATASETS}
+MODELS = Registry("model", "xaibench.models")  # arch name -> the config class that builds it
+REGISTRIES = {"methods": METHODS, "metrics": METRICS, "datasets": DATASETS, "models": MODELS}

@@ -68,12 +68,17 @@ class RunFolder:
         return self.manifest["config"]["metrics"]
 
 
-def write_training(run_dir: Path, model_id: str, arch: str, history: list[dict]) -> None:
-    """The model's per-epoch history as training/<model>.csv and its training-curve plot."""
-    lb.write_history(run_dir / "training" / f"{model_id}.csv", history)
-    if history:
-        plots.training_curves(pd.DataFrame(history), run_dir / "training" / f"{model_id}.png",
-                              title=f"{model_id} ({arch})")
+def training_plots(run: RunFolder) -> list[Path]:
+    """training/<model>.png from each training/<model>.csv the run wrote (trained models)."""
+    written = []
+    archs = {m: v.get("arch", "?") for m, v in run.manifest["config"]["models"].items()}
+    for table in sorted((run.path / "training").glob("*.csv")):
+        history = pd.read_csv(table)
+        if len(history):
+            path = table.with_suffix(".png")
+            plots.training_curves(history, path, title=f"{table.stem} ({archs.get(table.stem, '?')})")
+            written.append(path)
+    return written
 
 
 # -- one function per figure: (run, plots folder, seed) -> written files ---------------------------
@@ -139,7 +144,7 @@ def aopc_grid_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
 
 def gallery_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     """Test images with their mask outline and one column per method, one figure per model."""
-    from xaibench.runner import from_half
+    from xaibench.io import from_half
 
     gallery = load_checked(run.path / "gallery.pt")
     if gallery is None:
@@ -196,55 +201,44 @@ def cost_quality_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
 def tradeoff_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     """The activation / re-identification trade-off per model (Kwon et al. 2021 for the inverse
     method; a threshold sweep over every other method's map, our own protocol). Recomputes
-    model forwards (and the inverse, when the run has it) from the run's cached checkpoints and
-    attributions, so it is drawn on request (``xaibench plot tradeoff RUN``), not by every run.
+    model forwards (and the inverse, when the run has it) from the run's cached data, models and
+    attributions (read through the runner's own loaders), so it is drawn on request
+    (``xaibench plot tradeoff RUN``), not by every run.
     """
     import torch
 
-    from xaibench.models import model_config_classes
-    from xaibench.plugins import build
-    from xaibench.registry import DATASETS, METHODS
-    from xaibench.runner import from_half, resolve_device
+    from xaibench import config
+    from xaibench.execute import load_data, load_model, method_of
+    from xaibench.io import from_half
+    from xaibench.plan import is_cached, plan
     from xaibench.tradeoff import plot_tradeoff, tradeoff_table
 
-    cfg, base = run.manifest["config"], run.path.parent
-    cells = run.manifest["cells"]
-    missing = [c["path"] for c in cells if c["kind"] in ("train", "explain")
-               and not (base / c["path"]).exists()]
+    m = run.manifest
+    raw = {**m["raw_config"], "run": {**m["raw_config"].get("run", {}), "out": str(run.path.parent.parent)}}
+    the_plan = plan(config.parse(raw, name=m["config_name"], source=m["config_source"]))
+    missing = [c for c in the_plan.cells if c.kind in ("data", "model", "explain") and not is_cached(c)]
     if missing:
-        raise ConfigError(f"the trade-off plot needs the run's cache, but {base / missing[0]} is "
+        raise ConfigError(f"the trade-off plot needs the run's cache, but {missing[0].path} is "
                           f"missing; run the config again to rebuild it")
-    device = resolve_device(cfg["run"]["device"])
-    dataset = build(DATASETS.get(cfg["dataset"]["name"]),
-                    {k: v for k, v in cfg["dataset"].items() if k != "name"})
-    splits = dataset.load(cache_dir=base / "cache" / "data", seed=run.manifest["seed"])
+    device = torch.device(the_plan.device)
+    splits, _ = load_data(the_plan)
     images = splits.test.batch(slice(None), device)[0]
-    arch_classes = model_config_classes()
     tables, written = [], []
-    for train in (c for c in cells if c["kind"] == "train"):
-        values = cfg["models"][train["model"]]
-        model_cfg = build(arch_classes[values["arch"]], values)
-        model = model_cfg.build(splits.num_classes, splits.image_size).to(device).eval()
-        model.load_state_dict(load_checked(base / train["path"])["state_dict"])
-        maps, targets, inverse = {}, None, None
-        for c in cells:
-            if c["kind"] != "explain" or c["model"] != train["model"]:
-                continue
-            shards = [load_checked(p) for p in sorted((base / c["path"]).glob("[0-9]*.pt"))]
-            maps[c["method"]] = torch.cat([from_half(s) for s in shards]).to(device)
+    for model_cell in the_plan.of_kind("model"):
+        model = load_model(the_plan, model_cell, splits, device).model
+        maps, targets, inverse, inverse_name = {}, None, None, "inverse"
+        for cell in the_plan.below(model_cell, "explain"):
+            shards = [load_checked(p) for p in sorted(cell.path.glob("[0-9]*.pt"))]
+            maps[cell.parts[1]] = torch.cat([from_half(s) for s in shards]).to(device)
             targets = torch.cat([s["targets"] for s in shards]).to(device)
-            spec = cfg["methods"][c["method"]]
-            if spec["plugin"] == "inverse":
-                inverse = build(METHODS.get("inverse"),
-                                {k: v for k, v in spec.items() if k not in ("plugin", "models")})
-                inverse_name = c["method"]
+            if cell.record["method"]["plugin"] == "inverse":
+                inverse, inverse_name = method_of(the_plan, cell), cell.parts[1]
         if targets is None:
             continue
-        table = tradeoff_table(model, images, targets, maps, inverse=inverse,
-                               **({"inverse_name": inverse_name} if inverse is not None else {}))
-        path = out / f"tradeoff_{train['model']}.png"
-        plot_tradeoff(table, path, title=f"{run.dataset}, {train['model']}")
-        tables.append(table.assign(model=train["model"]))
+        table = tradeoff_table(model, images, targets, maps, inverse=inverse, inverse_name=inverse_name)
+        path = out / f"tradeoff_{model_cell.name}.png"
+        plot_tradeoff(table, path, title=f"{run.dataset}, {model_cell.name}")
+        tables.append(table.assign(model=model_cell.name))
         written.append(path)
     if tables:
         lb.write_csv(out / "tradeoff.csv", pd.concat(tables, ignore_index=True))
@@ -346,7 +340,7 @@ def render(run_dir: Path, *, seed: int = 0) -> Path:
     if figures:
         parts.append("## Plots")
         parts += [f"![{f.stem}](plots/{f.name})" for f in figures]
-    training = sorted((run.path / "training").glob("*.png"))
+    training = training_plots(run)
     if training:
         parts.append("## Training")
         parts += [f"![{f.stem}](training/{f.name})" for f in training]

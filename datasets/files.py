@@ -47,7 +47,6 @@ from .splits import Split, Splits
 from .splitting import Plan
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-FORMAT_VERSION = "files-v1"
 
 Box = tuple[float, float, float, float]
 MaskReader = Callable[[Path], np.ndarray]
@@ -306,9 +305,7 @@ def load_index(
     plan: Plan,
     *,
     name: str,
-    params: dict[str, Any],
-    seed: int,
-    cache_dir: Path,
+    path: Path,
     size: int,
     center_crop: bool,
     read_mask: MaskReader | None = None,
@@ -318,10 +315,9 @@ def load_index(
 
     Args:
         index: the records; ``plan`` indexes them as (train, val, test).
-        name: the dataset's registry name (cache file prefix).
-        params: every parameter that changes the result (part of the cache key).
-        seed: the run seed (part of the cache key).
-        cache_dir: where the decoded splits are cached.
+        name: the dataset's registry name (in messages).
+        path: the cache file of the decoded splits, keyed by the dataset's settings, the seed and
+            the index's :func:`fingerprint` (``Dataset.cache_file``).
         size, center_crop: the geometry (see the module docstring).
         read_mask: reads a record's mask file as float [H, W] in [0, 1]; None: no mask files.
         boxes: masks are the records' boxes (an image without boxes has an empty mask).
@@ -330,8 +326,6 @@ def load_index(
         if not members:
             raise DataError(f"{name}: the {part} split of {index.root} is empty; add data or "
                             f"lower the held-out sizes")
-    key = config_hash(FORMAT_VERSION, name, params, seed, size, center_crop, plan, fingerprint(index))
-    path = Path(cache_dir) / f"{name}-{key}.pt"
     data = load_checked(path)
     if data is None:
         check_headers(index)
@@ -349,4 +343,5 @@ def load_index(
         save_checked(path, data)
     train, val, test = (Split(data[p]["images"], data[p]["labels"], data[p]["masks"])
                         for p in ("train", "val", "test"))
-    return Splits(train, val, test, class_names=tuple(data["class_names"]), fingerprint=key)
+    return Splits(train, val, test, class_names=tuple(data["class_names"]),
+                  fingerprint=path.stem)

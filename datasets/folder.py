@@ -28,6 +28,7 @@ from typing import Literal
 from xaibench.plugins import DataError, Dataset, ParamError
 from xaibench.registry import DATASETS
 
+from .files import fingerprint as content_fingerprint
 from .files import (
     IMAGE_SUFFIXES,
     Box,
@@ -203,6 +204,9 @@ class Folder(Dataset):
             sources = (table,)
         return Index(root=self.root, records=tuple(records), class_names=names, sources=sources)
 
+    def fingerprint(self) -> str:
+        return content_fingerprint(self.read_index())
+
     def load(self, *, cache_dir: Path, seed: int) -> Splits:
         """List the tree, split (seeded, stratified), decode and resize; cached on disk."""
         index = self.read_index()
@@ -211,11 +215,8 @@ class Folder(Dataset):
                                     val_fraction=self.val_fraction,
                                     what=f"{len(labels)} images in {self.root / 'images'}")
         plan = stratified_split(labels, n_test=n_test, n_val=n_val, seed=seed)
-        return load_index(index, plan, name="folder", seed=seed, cache_dir=cache_dir,
-                          params={"classes": index.class_names, "masks": self.masks,
-                                  "mask_dir": self.mask_dir, "mask_suffix": self.mask_suffix,
-                                  "boxes_file": self.boxes_file, "test_fraction": self.test_fraction,
-                                  "val_fraction": self.val_fraction},
+        return load_index(index, plan, name="folder",
+                          path=self.cache_file(cache_dir, seed, content_fingerprint(index)),
                           size=self.size, center_crop=self.center_crop,
                           read_mask=binary_mask if self.masks == "files" else None,
                           boxes=self.masks == "boxes")

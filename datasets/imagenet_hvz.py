@@ -23,6 +23,7 @@ from pathlib import Path
 from xaibench.plugins import DataError, Dataset, check_range
 from xaibench.registry import DATASETS
 
+from .files import fingerprint as content_fingerprint
 from .files import (
     IMAGE_SUFFIXES,
     Index,
@@ -124,6 +125,9 @@ class ImagenetHVZ(Dataset):
     def image_size(self) -> tuple[int, int]:
         return (self.size, self.size)
 
+    def fingerprint(self) -> str:
+        return content_fingerprint(read_index(self.root))
+
     def load(self, *, cache_dir: Path, seed: int) -> Splits:
         """Read data.csv, split (seeded, stratified), decode and resize; cached on disk."""
         index = read_index(self.root)
@@ -132,6 +136,6 @@ class ImagenetHVZ(Dataset):
         n_test, n_val = split_sizes(len(labels), test=self.n_test, val_fraction=self.val_fraction,
                                     what=what)
         plan = stratified_split(labels, n_test=n_test, n_val=n_val, seed=seed)
-        return load_index(index, plan, name="imagenet_hvz", seed=seed, cache_dir=cache_dir,
-                          params={"n_test": self.n_test, "val_fraction": self.val_fraction},
+        return load_index(index, plan, name="imagenet_hvz",
+                          path=self.cache_file(cache_dir, seed, content_fingerprint(index)),
                           size=self.size, center_crop=self.center_crop, read_mask=binary_mask)

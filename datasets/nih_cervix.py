@@ -38,6 +38,7 @@ from typing import Any
 from xaibench.plugins import DataError, Dataset, ParamError
 from xaibench.registry import DATASETS
 
+from .files import fingerprint as content_fingerprint
 from .files import (
     Index,
     Record,
@@ -215,15 +216,16 @@ class NIHCervix(Dataset):
             raise DataError(f"no image with a known histology in {', '.join(map(str, sources))}")
         return Index(root=self.root, records=tuple(records), class_names=CLASSES, sources=tuple(sources))
 
+    def fingerprint(self) -> str:
+        return content_fingerprint(self.read_index())
+
     def load(self, *, cache_dir: Path, seed: int) -> Splits:
         """Read the spreadsheets, split by patient (seeded, stratified), decode; cached on disk."""
         index = self.read_index()
         plan = grouped_split([r.label for r in index.records], [r.group for r in index.records],
                              test_fraction=self.test_fraction, val_fraction=self.val_fraction,
                              seed=seed, what=f"the patients of {self.root}")
-        return load_index(index, plan, name="nih_cervix", seed=seed, cache_dir=cache_dir,
-                          params={"collections": self.collections, "masks": self.masks,
-                                  "test_fraction": self.test_fraction,
-                                  "val_fraction": self.val_fraction},
+        return load_index(index, plan, name="nih_cervix",
+                          path=self.cache_file(cache_dir, seed, content_fingerprint(index)),
                           size=self.size, center_crop=self.center_crop,
                           read_mask=binary_mask if self.masks else None)

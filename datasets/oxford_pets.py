@@ -32,6 +32,7 @@ import numpy as np
 from xaibench.plugins import DataError, Dataset, ParamError, check_range
 from xaibench.registry import DATASETS
 
+from .files import fingerprint as content_fingerprint
 from .files import Index, Record, check_fraction, check_geometry, load_index, read_pixels, text_lines
 from .splits import Splits
 from .splitting import held_out, stratified_split
@@ -190,6 +191,16 @@ class OxfordPets(Dataset):
                         f"images.tar.gz and annotations.tar.gz from {URL} and extract both into "
                         f"{self.root / 'oxford-iiit-pet'}, or set dataset.download = true")
 
+    def read_index(self) -> Index:
+        """Every image of the official trainval and test lists (before any subsampling)."""
+        base = self.base()
+        records = read_list(base, "trainval", self.target) + read_list(base, "test", self.target)
+        return Index(root=base, records=tuple(records), class_names=self.class_names,
+                     sources=(base / "annotations" / "trainval.txt", base / "annotations" / "test.txt"))
+
+    def fingerprint(self) -> str:
+        return content_fingerprint(self.read_index())
+
     def load(self, *, cache_dir: Path, seed: int) -> Splits:
         """Read the official lists, split off validation (seeded, stratified), decode; cached."""
         base = self.base()
@@ -207,8 +218,7 @@ class OxfordPets(Dataset):
         plan = (train_idx, val_idx, list(range(offset, len(records))))
         index = Index(root=base, records=tuple(records), class_names=self.class_names,
                       sources=(base / "annotations" / "trainval.txt", base / "annotations" / "test.txt"))
-        return load_index(index, plan, name="oxford_pets", seed=seed, cache_dir=cache_dir,
-                          params={"target": self.target, "boundary": self.boundary,
-                                  "val_fraction": self.val_fraction, "n_test": self.n_test},
+        return load_index(index, plan, name="oxford_pets",
+                          path=self.cache_file(cache_dir, seed, content_fingerprint(index)),
                           size=self.size, center_crop=self.center_crop,
                           read_mask=trimap_reader(self.boundary))

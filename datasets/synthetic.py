@@ -211,9 +211,7 @@ class Synthetic(Dataset):
 
     def load(self, *, cache_dir: Path, seed: int) -> Splits:
         """Generate the splits (seeded), cached in ``cache_dir`` keyed by every parameter."""
-        key = config_hash("synthetic-v1", self.variant, self.size, self.counts, self.radius,
-                          self.n_shapes, self.max_targets, self.simplified, seed)
-        path = Path(cache_dir) / f"synthetic-{key}.pt"
+        path = self.cache_file(cache_dir, seed)
         data = load_checked(path)
         if data is None:
             data = [self._generate(i, n, seed) for i, n in enumerate(self.counts)]

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from xaibench.datasets.splits import Split, Splits
 from xaibench.io import config_hash, load_checked, save_checked
+from xaibench.keys import digest
 from xaibench.metrics.relevance_mass import relevance_mass
 from xaibench.models import BackboneConfig, Classifier
 from xaibench.plugins import ParamError, check_range
@@ -140,7 +141,7 @@ class JointModelConfig(BackboneConfig):
         if all(self.alpha[p] == 1.0 for p in range(phase + 1)):
             for key in ("loss", "beta", "gamma"):  # no weight on the explanation loss yet
                 settings.pop(key)
-        return config_hash("joint-phase-v1", data_key, settings, seed)
+        return digest({"kind": "joint-phase", "settings": settings, "upstream": data_key, "seed": seed})
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -1,0 +1,250 @@
+"""Plan a run: the cells of a checked config, each with its key, its record and its dependencies.
+
+A run is a grid of cells: data, model(model), explain(model, method) and
+score(model, method, metric). :func:`plan` is pure: it builds plugin configurations and reads
+file fingerprints (data on disk, checkpoints) but does no torch work, so ``xaibench run --dry-run``
+can say, before anything is computed, which cells are reused from the cache and why the others
+are not. Every key comes from :mod:`xaibench.keys`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from xaibench import keys
+from xaibench.config import Config, PluginSpec
+from xaibench.io import checksum_of, config_hash, is_valid
+from xaibench.plugins import build, resolved
+from xaibench.registry import DATASETS, METHODS, METRICS, Registry
+
+Kind = Literal["data", "model", "explain", "score"]
+EXECUTOR = "xaibench.execute"  # the module that computes explain and score cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work and its cached result.
+
+    Attributes:
+        kind: "data", "model", "explain" or "score".
+        name: "data", "<model>", "<model>/<method>" or "<model>/<method>/<metric>".
+        key: :func:`xaibench.keys.digest` of ``record``.
+        record: everything that determines the result (plain JSON data).
+        path: the cached result: a file (model, score), or a folder (data, explain shards).
+        deps: the names of the cells it depends on.
+    """
+
+    kind: Kind
+    name: str
+    key: str
+    record: dict
+    path: Path
+    deps: tuple[str, ...] = ()
+
+    @property
+    def record_path(self) -> Path:
+        """The JSON copy of the record beside the result (read by ``--dry-run`` to explain a
+        difference)."""
+        if self.kind in ("data", "explain"):
+            return self.path / "record.json"
+        return self.path.with_suffix(".json")
+
+    @property
+    def parts(self) -> list[str]:
+        return self.name.split("/")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked config laid out as cells.
+
+    Attributes:
+        device: "cpu", "cuda" or "cuda:N" (resolved from "auto").
+        threads: torch's intra-op threads per process (part of every compute cell's record:
+            float sums depend on it).
+    """
+
+    config: Config
+    run_id: str
+    run_dir: Path
+    cache_dir: Path
+    device: str
+    threads: int
+    cells: tuple[Cell, ...]
+
+    def of_kind(self, kind: Kind) -> list[Cell]:
+        return [c for c in self.cells if c.kind == kind]
+
+    def get(self, name: str) -> Cell:
+        return next(c for c in self.cells if c.name == name)
+
+    def below(self, cell: Cell, kind: Kind) -> list[Cell]:
+        """The cells of ``kind`` that depend directly on ``cell``."""
+        return [c for c in self.cells if c.kind == kind and cell.name in c.deps]
+
+
+# -- records ----------------------------------------------------------------------------------------
+
+
+def plugin_record(spec: PluginSpec, registry: Registry) -> dict[str, Any]:
+    """A configured plugin: its name, every parameter (defaults included) and its code identity."""
+    cls = registry.get(spec.plugin)
+    return {"plugin": spec.plugin, "params": resolved(cls, spec.as_dict()), **keys.plugin_identity(cls)}
+
+
+def model_record(cfg: Any) -> dict[str, Any]:
+    """A model's settings (every field of its config, defaults included) and its family's code;
+    a checkpoint given by path is recorded by its content checksum, so the file, not its name,
+    decides."""
+    settings = asdict(cfg)
+    settings.pop("id")
+    if settings.get("checkpoint"):
+        settings["checkpoint"] = {"sha256": checksum_of(Path(settings["checkpoint"]))}
+    return {"settings": settings, **keys.plugin_identity(type(cfg))}
+
+
+def resolve_device(name: str) -> str:
+    """"auto" -> "cuda" when CUDA is available, else "cpu" (imports torch only for "auto")."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_threads(setting: int) -> int:
+    """The intra-op thread count a run uses: the setting, or torch's current default (0)."""
+    if setting > 0:
+        return setting
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _cell(kind: Kind, name: str, record: dict, path_of: Any, deps: tuple[str, ...] = ()) -> Cell:
+    key = keys.digest(record)
+    return Cell(kind, name, key, record, path_of(key), deps)
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+
+
+def applies(spec: PluginSpec, method: Any, model_cfg: Any) -> bool:
+    """Whether the configured method explains this model (its ``models`` list and the arch)."""
+    return (spec.models is None or model_cfg.id in spec.models) and method.supports(model_cfg.arch)
+
+
+def plan(config: Config) -> Plan:
+    """The cells of ``config`` with their keys and dependencies (no torch work)."""
+    resolved_cfg = config.resolved()
+    # the output folder is where the run goes, not what it computes: not part of its id
+    run_id = f"{config.name}-{config_hash({**resolved_cfg, 'run': {**resolved_cfg['run'], 'out': None}}, length=8)}"
+    dataset_dir = Path(config.run.out) / config.dataset.plugin
+    cache = dataset_dir / "cache"
+    device, threads = resolve_device(config.run.device), run_threads(config.run.threads)
+    compute = {"device": device.split(":")[0], "threads": threads}
+    run = config.run
+
+    dataset = build(DATASETS.get(config.dataset.plugin), config.dataset.as_dict())
+    data = _cell("data", "data", {"kind": "data", "dataset": plugin_record(config.dataset, DATASETS),
+                                  "seed": run.seed, "files": dataset.fingerprint()},
+                 lambda k: cache / "data" / k)
+    cells = [data]
+    methods = {s.id: (s, build(METHODS.get(s.plugin), s.as_dict())) for s in config.methods}
+    executor = keys.code_identity(EXECUTOR)
+    for model_cfg in config.models:
+        mid = model_cfg.id
+        model = _cell("model", mid, {"kind": "model", "model": model_record(model_cfg), "data": data.key,
+                                     "seed": run.seed, **compute},
+                      lambda k, mid=mid: cache / "models" / f"{mid}-{k}.pt", (data.name,))
+        cells.append(model)
+        for spec, method in methods.values():
+            if not applies(spec, method, model_cfg):
+                continue
+            name = f"{mid}/{spec.id}"
+            explain = _cell("explain", name, {
+                "kind": "explain", "method": plugin_record(spec, METHODS), "executor": executor,
+                "model": model.key, "data": data.key, "target": run.target, "seed": run.seed,
+                "batch_size": run.batch_size, **compute},
+                lambda k, n=name: cache / "attributions" / f"{n.replace('/', '-')}-{k}", (model.name,))
+            cells.append(explain)
+            for mspec in config.metrics:
+                sname = f"{name}/{mspec.id}"
+                cells.append(_cell("score", sname, {
+                    "kind": "score", "metric": plugin_record(mspec, METRICS), "executor": executor,
+                    "explain": explain.key, "batch_size": run.batch_size, **compute},
+                    lambda k, n=sname: cache / "scores" / f"{n.replace('/', '-')}-{k}.pt", (explain.name,)))
+    return Plan(config=config, run_id=run_id, run_dir=dataset_dir / run_id, cache_dir=cache,
+                device=device, threads=threads, cells=tuple(cells))
+
+
+# -- what is cached ------------------------------------------------------------------------------
+
+
+def is_cached(cell: Cell) -> bool:
+    """Whether ``cell``'s result is in the cache, complete and intact (checksums verified; nothing
+    unpickled). An explain cell is complete when its record says how many shards it has and all
+    of them are intact."""
+    if cell.kind == "data":
+        return cell.record_path.is_file()
+    if cell.kind == "model":
+        return is_valid(cell.path)
+    if cell.kind == "score":
+        return is_valid(cell.path)
+    try:
+        n = json.loads(cell.record_path.read_text())["shards"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all(is_valid(cell.path / f"{i:05d}.pt") for i in range(n))
+
+
+def previous(cell: Cell) -> dict | None:
+    """The record of the newest cached cell of the same name with another key, if any."""
+    if cell.kind == "data":
+        candidates = cell.path.parent.glob("*/record.json")
+    elif cell.kind == "explain":
+        candidates = cell.path.parent.glob(f"{cell.name.replace('/', '-')}-*/record.json")
+    else:
+        candidates = cell.path.parent.glob(f"{cell.name.replace('/', '-')}-*.json")
+    found = [p for p in candidates if p != cell.record_path]
+    if cell.kind == "score":  # <model>-<method>-<metric>-<key>.json: also matches longer names
+        found = [p for p in found if len(p.stem) == len(cell.path.stem)]
+    if not found:
+        return None
+    newest = max(found, key=os.path.getmtime)
+    try:
+        return json.loads(newest.read_text())["record"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def describe(plan: Plan) -> list[str]:
+    """One line per cell: reused or to compute, and for a cell to compute what differs from the
+    newest cached cell of the same name ("model resnet18: model.settings.stem 'auto' ->
+    'imagenet'"). An upstream key that changed is reported as that cell's name."""
+    names = {c.key: c.name for c in plan.cells}
+    lines = []
+    for cell in plan.cells:
+        if is_cached(cell):
+            lines.append(f"reuse    {cell.kind:<8} {cell.name}")
+            continue
+        line = f"compute  {cell.kind:<8} {cell.name}"
+        old = previous(cell)
+        if old is not None:
+            changes = [_readable(c, names) for c in keys.differences(old, cell.record)]
+            line += ": " + "; ".join(changes)
+        lines.append(line)
+    return lines
+
+
+def _readable(change: str, names: dict[str, str]) -> str:
+    """A record difference with upstream keys replaced by "<cell> changed"."""
+    path, _, values = change.partition(": ")
+    if path in ("data", "model", "explain"):
+        new = values.rsplit(" -> ", 1)[-1].strip("'")
+        return f"{names.get(new, path)} changed"
+    return change
