@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xaibench import keys
+from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split, Splits
 from xaibench.distributed import World
 from xaibench.io import config_hash, from_half, load_checked, save_checked, to_half, write_json
@@ -244,9 +245,9 @@ def shard_starts(split: Split, batch_size: int) -> list[int]:
 
 
 def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split: Split, i: int, *,
-                  plan: Plan, device: torch.device) -> dict:
-    """Compute test-image shard ``i`` of an explain cell: maps (float16, relative), targets, cost."""
-    run = plan.config.run
+                  run: RunConfig, device: torch.device) -> dict:
+    """Compute test-image shard ``i`` (the i-th batch of ``run.batch_size``) of an explain cell:
+    maps (float16, relative to each map's max), targets, cost."""
     start = i * run.batch_size
     images, labels, _ = split.batch(slice(start, start + run.batch_size), device)
     with measured(model, device) as cost:
@@ -275,7 +276,8 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
         path = cell.path / f"{i:05d}.pt"
         shard = load_checked(path)
         if shard is None:
-            shard = explain_shard(method, cell.parts[1], model, split, i, plan=plan, device=device)
+            shard = explain_shard(method, cell.parts[1], model, split, i, run=plan.config.run,
+                                  device=device)
             save_checked(path, shard)
             computed += 1
         mine[i] = shard

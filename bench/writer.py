@@ -98,7 +98,7 @@ def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size
                              scores=rows["scores"], curves=rows["curves"], costs=rows["costs"],
                              labels=results.splits.test.labels, controls=controls,
                              bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed)
-    for m in results.models:
+    for m in (m for m in results.models if m.trained.history):
         lb.write_history(run_dir / "training" / f"{m.cell.name}.csv", m.trained.history)
     save_checked(run_dir / "gallery.pt", gallery(results))
     write_json(run_dir / "manifest.json", manifest(plan, results, timings, world_size))

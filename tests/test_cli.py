@@ -52,7 +52,7 @@ def test_run_quick_end_to_end(tmp_path):
     # a second run reuses the cached checkpoint and attributions and gives the same table
     again = xaibench("run", "quick", "--out", str(tmp_path), "--no-progress", "--device", "cpu")
     assert again.returncode == 0, again.stderr
-    assert all(c["cached"] for c in json.loads((run_dir / "manifest.json").read_text())["cells"])
+    assert all(not c["computed"] for c in json.loads((run_dir / "manifest.json").read_text())["cells"])
     assert "0 of 3 cells computed" in again.stdout
     assert pd.read_csv(run_dir / "leaderboard.csv").equals(board)
 

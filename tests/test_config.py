@@ -74,7 +74,7 @@ def test_bad_choice():
     check(edit(["metrics", "aopc", "substrate"], "pink"),
           r"substrate: must be one of 'black', 'white', 'gray', 'mean', 'blur', 'uniform'; got 'pink'")
     check(edit(["models", "resnet18", "arch"], "alexnet"),
-          r"arch: must be one of 'resnet18', 'resnet50', 'vgg16'")
+          r"arch: must be one of 'joint_resnet18', .*'resnet18', 'resnet50', 'vgg16'; got 'alexnet'")
 
 
 def test_out_of_range():

@@ -26,7 +26,8 @@ from xaibench.methods.smoothgrad import SmoothGrad
 from xaibench.methods.sobel import Sobel
 from xaibench.models import Classifier
 from xaibench.plugins import Method, ParamError
-from xaibench.runner import MethodError, check_attributions, explain
+from xaibench.config import RunConfig
+from xaibench.execute import MethodError, check_attributions, explain_shard
 
 from .conftest import tiny_joint, tiny_net, tiny_resnet
 
@@ -308,11 +309,17 @@ def test_nan_map_is_an_error_naming_method_and_image(images, labels):
         check_attributions(inf, images, "nanny", 40)
 
 
+def explain_all(method, name, split):
+    """Every shard of batch size 8, in order, as an explain cell computes them."""
+    for i in range(-(-len(split) // 8)):
+        explain_shard(method, name, tiny_net(), split, i, run=RunConfig(batch_size=8),
+                      device=torch.device("cpu"))
+
+
 def test_explain_stops_on_the_first_nan_with_its_split_index(tmp_path):
     split = Split(torch.zeros(20, 3, 16, 16, dtype=torch.uint8), torch.zeros(20, dtype=torch.long))
     with pytest.raises(MethodError, match="method 'nanny' produced NaN or inf on test image 3$"):
-        explain(NaNOnImage3(), "nanny", tiny_net(), split, batch_size=8, device=torch.device("cpu"),
-                target="label", seed=0, shard_dir=tmp_path / "shards", progress=False, desc="x")
+        explain_all(NaNOnImage3(), "nanny", split)
 
     class NaNOnImage11(NaNOnImage3):
         def attribute(self, model, images, targets):
@@ -321,5 +328,4 @@ def test_explain_stops_on_the_first_nan_with_its_split_index(tmp_path):
             return maps
 
     with pytest.raises(MethodError, match="on test image 19$"):  # last batch: 16..19
-        explain(NaNOnImage11(), "late", tiny_net(), split, batch_size=8, device=torch.device("cpu"),
-                target="label", seed=0, shard_dir=tmp_path / "shards", progress=False, desc="x")
+        explain_all(NaNOnImage11(), "late", split)

@@ -21,27 +21,22 @@ def test_architectures_adapt_to_classes_and_size(arch):
 
 def test_checkpoint_cache(tmp_path, splits):
     cfg = ModelConfig(id="r", arch="resnet18", epochs=1, batch_size=8)
-    kw = dict(data_key="d", cache_dir=tmp_path, device=torch.device("cpu"), seed=0, progress=False)
-    m1, info1 = obtain_model(cfg, splits, **kw)
-    assert not info1["cached"] and 0 <= info1["test_accuracy"] <= 1
-    m2, info2 = obtain_model(cfg, splits, **kw)
-    assert info2["cached"] and info2["test_accuracy"] == info1["test_accuracy"]
-    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
-    # another config -> another checkpoint
-    _, info3 = obtain_model(ModelConfig(id="r", arch="resnet18", epochs=1, batch_size=8, lr=0.1),
-                            splits, **kw)
-    assert not info3["cached"] and info3["checkpoint"] != info1["checkpoint"]
+    kw = dict(path=tmp_path / "r.pt", context_key="d", device=torch.device("cpu"), seed=0, progress=False)
+    t1 = obtain_model(cfg, splits, **kw)
+    assert t1.computed and 0 <= t1.test_accuracy <= 1 and len(t1.history) == 1
+    t2 = obtain_model(cfg, splits, **kw)  # the cell's file exists: read, not trained
+    assert not t2.computed and t2.test_accuracy == t1.test_accuracy and t2.history == t1.history
+    assert all(torch.equal(a, b) for a, b in zip(t1.model.state_dict().values(), t2.model.state_dict().values()))
 
 
 def test_training_is_seeded_and_leaves_global_rng_alone(tmp_path, splits):
     cfg = ModelConfig(id="r", arch="resnet18", epochs=1, batch_size=8)
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    a, _ = obtain_model(cfg, splits, data_key="d", cache_dir=tmp_path / "a",
-                        device=torch.device("cpu"), seed=0, progress=False)
+    kw = dict(context_key="d", device=torch.device("cpu"), seed=0, progress=False)
+    a = obtain_model(cfg, splits, path=tmp_path / "a.pt", **kw).model
     assert torch.equal(torch.get_rng_state(), state)
-    b, _ = obtain_model(cfg, splits, data_key="d", cache_dir=tmp_path / "b",
-                        device=torch.device("cpu"), seed=0, progress=False)
+    b = obtain_model(cfg, splits, path=tmp_path / "b.pt", **kw).model
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 

@@ -76,8 +76,9 @@ def cache_files(out: Path) -> dict[str, int]:
             for p in (out / "synthetic" / "cache").rglob("*.pt") if not p.name.startswith(".")}
 
 
-def cells(out: Path) -> list[dict]:
-    return json.loads((run_dir(out) / "manifest.json").read_text())["cells"]
+def cells(out: Path) -> dict[str, dict]:
+    """name ("data", "resnet18", "resnet18/gradcam", "resnet18/gradcam/aopc") -> manifest cell."""
+    return {c["name"]: c for c in json.loads((run_dir(out) / "manifest.json").read_text())["cells"]}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_two_fresh_runs_are_byte_identical(cfg, reference, tmp_path):
     board = pd.read_csv(run_dir(reference) / "leaderboard.csv")
     assert board.set_index("method")["control"].to_dict() == {
         "gradcam": False, "occlusion": False, "saliency": False, "random": True}
-    assert all(not c["cached"] for c in cells(tmp_path))  # nothing was shared between the two
+    assert all(c["computed"] for c in cells(tmp_path).values())  # nothing was shared between the two
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -135,14 +136,14 @@ def test_run_killed_mid_way_resumes_only_unfinished_cells(cfg, reference, tmp_pa
     resumed = subprocess.run(command(cfg, tmp_path), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     log = cells(tmp_path)
-    assert log[0] == {**log[0], "kind": "train", "cached": True}
-    occlusion = next(c for c in log if c["kind"] == "explain" and c["method"] == "occlusion")
-    assert occlusion["computed_shards"] == 4 - done_shards
-    for c in log:
+    assert log["resnet18"]["computed"] is False  # the model was read from the cache
+    assert log["resnet18/occlusion"]["computed_shards"] == 4 - done_shards
+    for name, c in log.items():
         if c["kind"] == "score":
-            was_there = any(f"-{c['method']}-{c['metric']}-" in p for p in before if "/scores/" in p)
-            assert c["cached"] == was_there, c
-    assert any(not c["cached"] for c in log)  # the resumed run did finish work
+            _, method, metric = name.split("/")
+            was_there = any(f"-{method}-{metric}-" in p for p in before if "/scores/" in p)
+            assert c["computed"] != was_there, c
+    assert any(c["computed"] for c in log.values())  # the resumed run did finish work
     after = cache_files(tmp_path)
     assert all(after[p] == t for p, t in before.items())  # finished files were not rewritten
     for name in ("leaderboard.csv", "scores.csv", "curves.csv"):
@@ -176,11 +177,11 @@ def test_corrupt_cache_files_are_detected_and_recomputed(cfg, reference, tmp_pat
     score_cell.write_bytes(score_cell.read_bytes()[: 200])  # a truncated file
     proc = subprocess.run(command(cfg, out), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    log = {(c["kind"], c["method"], c["metric"]): c for c in cells(out)}
-    assert log["explain", "saliency", ""]["computed_shards"] == 1
-    assert log["score", "gradcam", "aopc"]["cached"] is False
-    assert log["train", "", ""]["cached"] is True
-    assert sum(not c["cached"] for c in log.values()) == 2
+    log = cells(out)
+    assert log["resnet18/saliency"]["computed_shards"] == 1
+    assert log["resnet18/gradcam/aopc"]["computed"] is True
+    assert log["resnet18"]["computed"] is False
+    assert sum(c["computed"] for c in log.values()) == 2
     assert model_ckpt.exists()
     for name in ("leaderboard.csv", "scores.csv"):
         assert (run_dir(out) / name).read_bytes() == (run_dir(reference) / name).read_bytes(), name
@@ -194,9 +195,9 @@ def test_changing_one_method_recomputes_only_its_cells(cfg, reference, tmp_path)
     assert proc.returncode == 0, proc.stderr
     (new_dir,) = [d for d in (out / "synthetic").glob("runs-*") if d.name != run_dir(reference).name]
     log = json.loads((new_dir / "manifest.json").read_text())["cells"]
-    computed = {(c["kind"], c["method"]) for c in log if not c["cached"]}
+    computed = {(c["kind"], c["name"].split("/")[1]) for c in log if c["computed"]}
     assert computed == {("explain", "occlusion"), ("score", "occlusion")}
-    assert "4 of 17 cells computed" in proc.stdout  # 1 explain + 3 score cells
+    assert "4 of 18 cells computed" in proc.stdout  # 1 explain + 3 score cells
 
 
 def test_run_folder_has_report_costs_and_plots(reference):
@@ -337,7 +338,7 @@ def test_checkpoint_of_the_right_arch_is_evaluated_not_retrained(cfg, reference,
 def test_attribution_shards_keep_tiny_maps():
     import torch
 
-    from xaibench.runner import from_half, to_half
+    from xaibench.io import from_half, to_half
 
     maps = torch.tensor([[[3e-9, -1e-9], [0.0, 2e-10]], [[0.0, 0.0], [0.0, 0.0]],
                          [[1.0, 1e-3], [-5.0, 0.25]]])
@@ -348,7 +349,7 @@ def test_attribution_shards_keep_tiny_maps():
 
 
 def test_an_interrupt_swallowed_by_a_callback_still_stops_the_run():
-    from xaibench.runner import check_interrupted, interruptible
+    from xaibench.execute import check_interrupted, interruptible
 
     with interruptible():
         try:  # e.g. a finalizer or hook where Python only prints "Exception ignored"
