@@ -31,7 +31,7 @@ threads = 1
 [dataset]
 name = "synthetic"
 image_size = 32
-n_train = 16
+n_train = 8
 n_val = 4
 n_test = 8
 radius = [3, 6]
@@ -61,14 +61,14 @@ def alternatives(hint, value) -> list:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Literal:
         return [a for a in args if a != value]
-    if origin in (typing.Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType):  # (None, when allowed, cannot be written in TOML)
         return [v for a in args if a is not type(None) for v in alternatives(a, value)]
     if hint is bool:
         return [not value]
     if hint is int:
-        return [1, 2] if value is None else [value + 1, value * 2, max(value - 1, 0)]
+        return [1, 2] if value is None else [v for v in (value + 1, value * 2, value - 1) if v != value]
     if hint is float:
-        return [0.5, 0.25] if value is None else [value * 0.5, value + 0.1, 0.5]
+        return [0.5, 0.25] if value is None else [v for v in (value * 0.5, value + 0.1, 0.5) if v != value]
     if origin is tuple and value:
         return [[first, *value[1:]] for first in alternatives(args[0], value[0])]
     return []  # strings (file paths, layer names): nothing to generate from the hint
@@ -151,12 +151,15 @@ def test_every_parameter_recomputes_exactly_its_cells(tmp_path, monkeypatch, fak
             assert moved == dependents(prefix, names), setting
             incremental, status = results(changed)
             assert {n for n, s in status.items() if s["computed"]} == moved, setting
+            if moved == set(names):
+                continue  # everything was computed afresh already
             fresh_out = tmp_path / "fresh"
             fresh, _ = results(plan(load(setting, out=fresh_out)))
             shutil.rmtree(fresh_out)
             assert incremental.keys() == fresh.keys(), setting
             for name, value in fresh.items():
-                assert torch.equal(incremental[name], value), f"{setting}: {name}"
+                torch.testing.assert_close(incremental[name], value, rtol=0, atol=0, equal_nan=True,
+                                           msg=f"{setting}: {name}")
     print(f"{len(tried)} parameters changed; no value to generate for: {', '.join(skipped)}")
     # only string-valued parameters (paths, layer names) have no value a hint can generate
     for name in skipped:
