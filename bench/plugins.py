@@ -260,6 +260,13 @@ class Dataset:
         """(H, W) of the images the loader yields."""
         raise NotImplementedError
 
+    @property
+    def trainable(self) -> bool:
+        """Whether the train and validation splits hold images (config-time). False for data
+        that is only evaluated on (e.g. ``ilsvrc`` with ``test_fraction = 1``): only models
+        loaded from elsewhere can be benchmarked on it."""
+        return True
+
     def load(self, *, cache_dir: Path, seed: int) -> Splits:
         """Build (or read from ``cache_dir``) the three splits."""
         raise NotImplementedError
