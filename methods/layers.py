@@ -11,10 +11,10 @@ class names themselves:
   ``encoder.layers.encoder_layer_<L-1>.ln_1``): the last block's input tokens, as
   pytorch-grad-cam recommends. Not the last block's output: a class-token ViT feeds only the
   class token to the head, so the gradient at every patch token of the last block's output is
-  exactly zero (and Grad-CAM there
-  is an empty map). The layer's output [B, T, C] has its T - h*w prefix tokens (class,
-  distillation, register tokens) dropped and the h x w patch tokens (row-major, as the patch
-  embedding flattened them) reshaped to an image [B, C, h, w] (:func:`to_grid`).
+  exactly zero (and Grad-CAM there is an empty map). The layer's output [B, T, C] has its
+  T - h*w prefix tokens (class, distillation, register tokens) dropped and the h x w patch
+  tokens (row-major, as the patch embedding flattened them) reshaped to an image [B, C, h, w]
+  (:func:`to_grid`). A model wrapper may name its own ``cam_layer``; it wins for either family.
 """
 
 from __future__ import annotations

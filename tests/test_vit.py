@@ -31,7 +31,7 @@ def x32(n: int = 3, seed: int = 5) -> torch.Tensor:
 
 
 def block_inputs(model, blocks):
-    """The token input [B, 17, 16] of each block, recorded by pre-hooks (removed afterwards)."""
+    """The token input [B, N, 16] of each block, recorded by pre-hooks (removed afterwards)."""
     seen = []
     handles = [b.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach())) for b in blocks]
     try:
@@ -44,27 +44,30 @@ def block_inputs(model, blocks):
 
 
 def timm_attention_by_hand(model) -> list[torch.Tensor]:
-    """softmax(q k^T / sqrt(d)) per head from each block's qkv weights, [B, 2, 17, 17]."""
+    """softmax(q k^T / sqrt(d)) per head from each block's qkv weights, [B, 2, N, N]."""
     out = []
     for block, tokens in zip(model.net.blocks, block_inputs(model, model.net.blocks)):
+        n = tokens.shape[1]  # 17: the class token and 4 x 4 patches
         h = F.layer_norm(tokens, (16,), block.norm1.weight, block.norm1.bias, block.norm1.eps)
-        qkv = h @ block.attn.qkv.weight.T + block.attn.qkv.bias  # [B, 17, 48]: q | k | v
-        q = qkv[..., :16].reshape(-1, 17, 2, 8).transpose(1, 2)  # [B, heads, 17, 8]
-        k = qkv[..., 16:32].reshape(-1, 17, 2, 8).transpose(1, 2)
+        qkv = h @ block.attn.qkv.weight.T + block.attn.qkv.bias  # [B, N, 48]: q | k | v
+        q = qkv[..., :16].reshape(-1, n, 2, 8).transpose(1, 2)  # [B, heads, N, 8]
+        k = qkv[..., 16:32].reshape(-1, n, 2, 8).transpose(1, 2)
         out.append(torch.softmax(q @ k.transpose(-1, -2) / 8 ** 0.5, dim=-1))
     return out
 
 
-def rollout_by_hand(attentions, fuse):
-    """Loops over batch and blocks: Â = (fuse(A) + I) / rowsum, R = Â_2 Â_1; the class row."""
+def rollout_by_hand(attentions, fuse, prefix=1):
+    """Loops over batch and blocks: Â = (fuse(A) + I) / rowsum, R = Â_2 Â_1; the class row over
+    the patches (the ``prefix`` tokens dropped)."""
     rows = []
+    n = attentions[0].shape[-1]
     for b in range(attentions[0].shape[0]):
-        r = torch.eye(17, dtype=torch.float64)
+        r = torch.eye(n, dtype=torch.float64)
         for a in attentions:
-            a = fuse(a[b].double()) + torch.eye(17, dtype=torch.float64)
+            a = fuse(a[b].double()) + torch.eye(n, dtype=torch.float64)
             a = a / a.sum(1, keepdim=True)
             r = a @ r
-        rows.append(r[0, 1:].reshape(4, 4))
+        rows.append(r[0, prefix:].reshape(4, 4))
     return torch.stack(rows)
 
 
@@ -93,6 +96,27 @@ def test_attention_rollout_grid_is_the_class_row_before_upsampling():
     blocks = nearest.reshape(3, 4, 8, 4, 8)  # each 8 x 8 image patch holds its grid cell's value
     assert torch.equal(blocks.amax((2, 4)), blocks.amin((2, 4)))
     torch.testing.assert_close(nearest[:, ::8, ::8], grid, rtol=1e-4, atol=1e-6)
+
+
+def test_distilled_deit_drops_both_prefix_tokens():
+    """DeiT's distilled model has a class and a distillation token before the patches."""
+    from timm.models.deit import VisionTransformerDistilled
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = VisionTransformerDistilled(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2,
+                                         num_classes=2)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    model = Classifier(net, cam_layer=None).eval()
+    assert model_family(model) == "vit" and net.num_prefix_tokens == 2
+    grid = rollout_by_hand(timm_attention_by_hand(model), lambda a: a.mean(0), prefix=2).float()
+    zeros = torch.zeros(3, dtype=torch.long)
+    ours = AttentionRollout(interpolation="nearest").attribute(model, x32(), zeros)
+    torch.testing.assert_close(ours[:, ::8, ::8], grid, rtol=1e-4, atol=1e-6)
+    assert GradCAM().attribute(model, x32(), zeros).abs().sum() > 0
 
 
 def test_attention_rollout_rows_are_distributions():
