@@ -715,3 +715,65 @@ def test_parameters_are_checked_at_config_time(tmp_path):
     with pytest.raises(ParamError, match="collections"):
         NIHCervix(root=str(tmp_path), collections=())
     assert math.isclose(NIHCervix(root=str(tmp_path)).test_fraction, 0.05)
+
+
+ILSVRC_RUN = """
+[run]
+seed = 0
+device = "cpu"
+batch_size = 4
+bootstrap = 100
+
+[dataset]
+name = "ilsvrc"
+root = "{root}"
+image_size = 32
+test_fraction = {test_fraction}
+val_fraction = 0.5
+
+[models.resnet18]
+arch = "resnet18"
+epochs = 1
+batch_size = 4
+{checkpoint}
+
+[methods.gradcam]
+
+[methods.saliency]
+
+[metrics.relevance_mass]
+"""
+
+
+@pytest.mark.slow
+def test_ilsvrc_run_evaluates_a_checkpoint_with_empty_train_and_val(tmp_path):
+    """Through the CLI: train a checkpoint on a split of the fixture, then evaluate it on the
+    evaluation-only default (every image a test image, train and val empty): nothing is trained
+    and the leaderboard has the checkpoint's accuracy on all 12 images."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    root = tmp_path / "ilsvrc"
+    write_ilsvrc(root)
+
+    def run(name, **fields):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(ILSVRC_RUN.format(root=root, **fields))
+        proc = subprocess.run([sys.executable, "-m", "xaibench.cli", "run", str(path), "--out",
+                               str(tmp_path / name), "--no-progress"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return tmp_path / name / "ilsvrc"
+
+    trained = run("train", test_fraction=0.5, checkpoint="")
+    (ckpt,) = (trained / "cache" / "models").glob("resnet18-*.pt")
+    out = run("evaluate", test_fraction=1.0, checkpoint=f'checkpoint = "{ckpt}"')
+    assert not list((out / "cache").glob("models/*.pt"))  # evaluated, not trained
+    (folder,) = out.glob("evaluate-*")
+    board = pd.read_csv(folder / "leaderboard.csv").set_index("method")
+    assert set(board.index) == {"gradcam", "saliency"} and (board["n"] == 12).all()
+    scores = pd.read_csv(folder / "scores.csv")
+    assert sorted(scores["index"].unique()) == list(range(12))
+    labels = scores.drop_duplicates("index").sort_values("index")["label"].tolist()
+    assert labels == list(ILSVRC_LABELS)  # the synset mapping's class indices
