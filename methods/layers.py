@@ -64,7 +64,8 @@ class FamilyLayout:
     Attributes:
         detect: the family's backbone inside a model, as (dotted name, module), or None.
         cam_layer: the default Grad-CAM layer (dotted name, from the model) given the backbone.
-        patch_size: (ph, pw) of the token grid given the backbone; None for conv maps.
+        grid: (h, w) of the patch-token grid given the backbone and the image size (H, W); None
+            for conv maps.
         prefix_tokens: tokens in front of the patch tokens (class, distillation, registers).
         attention_blocks: dotted names of the blocks' attention modules, input to output.
         class_token: whether the first token is a class token.
@@ -72,7 +73,7 @@ class FamilyLayout:
 
     detect: Callable[[nn.Module], tuple[str, nn.Module] | None]
     cam_layer: Callable[[str, nn.Module], str]
-    patch_size: Callable[[nn.Module], tuple[int, int]] | None = None
+    grid: Callable[[nn.Module, tuple[int, int]], tuple[int, int]] | None = None
     prefix_tokens: Callable[[nn.Module], int] | None = None
     attention_blocks: Callable[[str, nn.Module], list[str]] | None = None
     class_token: Callable[[nn.Module], bool] | None = None
@@ -85,11 +86,11 @@ def _vit_cam_layer(prefix: str, vit: nn.Module) -> str:
     return _join(prefix, f"encoder.layers.{last}.ln_1")
 
 
-def _vit_patch_size(vit: nn.Module) -> tuple[int, int]:
-    if _is_timm(vit):
-        ph, pw = vit.patch_embed.patch_size
-        return int(ph), int(pw)
-    return int(vit.patch_size), int(vit.patch_size)
+def _vit_grid(vit: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
+    if _is_timm(vit):  # timm knows its padding and, for hybrid stems, the backbone's stride
+        h, w = vit.patch_embed.dynamic_feat_size(tuple(image_size))
+        return int(h), int(w)
+    return image_size[0] // vit.patch_size, image_size[1] // vit.patch_size
 
 
 def _vit_prefix_tokens(vit: nn.Module) -> int:
@@ -112,7 +113,7 @@ def _cnn_cam_layer(prefix: str, model: nn.Module) -> str:
 
 
 FAMILY_LAYOUTS: dict[str, FamilyLayout] = {  # checked in this order; "cnn" matches any model
-    "vit": FamilyLayout(detect=vit_backbone, cam_layer=_vit_cam_layer, patch_size=_vit_patch_size,
+    "vit": FamilyLayout(detect=vit_backbone, cam_layer=_vit_cam_layer, grid=_vit_grid,
                         prefix_tokens=_vit_prefix_tokens, attention_blocks=_vit_attention,
                         class_token=lambda vit: not _is_timm(vit) or vit.cls_token is not None),
     "cnn": FamilyLayout(detect=lambda model: ("", model), cam_layer=_cnn_cam_layer),
@@ -152,11 +153,8 @@ def token_grid(model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]
     """(h, w) of a vision transformer's patch-token grid for images of ``image_size``; None for
     a CNN."""
     family, _, backbone = family_of(model)
-    patch = FAMILY_LAYOUTS[family].patch_size
-    if patch is None:
-        return None
-    ph, pw = patch(backbone)
-    return image_size[0] // ph, image_size[1] // pw
+    grid = FAMILY_LAYOUTS[family].grid
+    return None if grid is None else grid(backbone, image_size)
 
 
 def prefix_tokens(model: nn.Module) -> int:

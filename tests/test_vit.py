@@ -286,3 +286,19 @@ def test_guided_gradcam_on_vit_is_gradient_times_gradcam():
     cam = GradCAM().attribute(model, x, y)
     ours = GuidedGradCAM().attribute(model, x, y)
     torch.testing.assert_close(ours, (grad * cam[:, None]).abs().sum(1))
+
+
+def test_hybrid_vit_grid_follows_its_conv_stem():
+    """A ResNet-stem ViT (timm's R+ViT-Ti/S16 at 64 px): the token grid is the stem's feature map
+    (64 / 4 / 8 = 2), not the image over the patch size (64 / 8 = 8)."""
+    from timm.models.vision_transformer_hybrid import vit_tiny_r_s16_p8_224
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = vit_tiny_r_s16_p8_224(pretrained=False, img_size=64, num_classes=3)
+    model = Classifier(net, cam_layer=None).eval()
+    assert model_family(model) == "vit" and token_grid(model, (64, 64)) == (2, 2)
+    x, y = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 2])
+    maps = AttentionRollout(interpolation="nearest").attribute(model, x, y)
+    assert maps.shape == (2, 64, 64) and torch.equal(maps[:, :32, :32], maps[:, :1, :1].expand(2, 32, 32))
+    assert GradCAM().attribute(model, x, y).shape == (2, 64, 64)
