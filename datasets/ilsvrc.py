@@ -234,8 +234,9 @@ class ILSVRC(Dataset):
         check_geometry(image_size)
         check_crop_fraction(crop_fraction)
         check_range("n_images", n_images, low=0)
-        if test_fraction != 1.0:
-            check_fraction("test_fraction", test_fraction)
+        if not 0.0 < test_fraction <= 1.0:
+            raise ParamError("test_fraction", f"must be in (0, 1] (1: every image is a test image), "
+                                              f"got {test_fraction!r}")
         check_fraction("val_fraction", val_fraction)
         for wnid in classes:
             if not WNID.fullmatch(wnid):

@@ -697,7 +697,7 @@ def test_ilsvrc_parameters_are_checked_at_config_time(tmp_path):
         ILSVRC(root=str(tmp_path), classes=("tench",))
     with pytest.raises(ParamError, match=r"crop_fraction: must be in \(0, 1\]"):
         ILSVRC(root=str(tmp_path), crop_fraction=0.0)
-    with pytest.raises(ParamError, match=r"test_fraction: must be in \(0, 1\)"):
+    with pytest.raises(ParamError, match=r"test_fraction: must be in \(0, 1\] \(1: every image"):
         ILSVRC(root=str(tmp_path), test_fraction=0.0)
     with pytest.raises(ParamError, match="n_images"):
         ILSVRC(root=str(tmp_path), n_images=-1)
