@@ -34,6 +34,7 @@ from xaibench.registry import DATASETS, METHODS, METRICS
 from xaibench.seeding import seeded_global_rng
 
 GALLERY_IMAGES = 4
+SOLO = World()  # one process
 
 
 class MethodError(RuntimeError):
@@ -190,7 +191,7 @@ def save_record(cell: Cell, **extra: Any) -> None:
     write_json(cell.record_path, {"name": cell.name, "key": cell.key, "record": cell.record, **extra})
 
 
-def load_data(plan: Plan, world: World = World()) -> tuple[Splits, bool]:
+def load_data(plan: Plan, world: World = SOLO) -> tuple[Splits, bool]:
     """The run's splits and whether they were built now (rank 0 first, then the others)."""
     cell = plan.of_kind("data")[0]
     computed = not is_cached(cell)
@@ -210,7 +211,7 @@ def phases_key(cell: Cell) -> str:
     return keys.digest({**cell.record, "model": {**cell.record["model"], "settings": None}})
 
 
-def load_model(plan: Plan, cell: Cell, splits: Splits, device: torch.device, world: World = World(),
+def load_model(plan: Plan, cell: Cell, splits: Splits, device: torch.device, world: World = SOLO,
                progress: bool = False) -> TrainedModel:
     """A model cell: trained (on rank 0) or read from the cache."""
     cfg = next(m for m in plan.config.models if m.id == cell.name)

@@ -25,19 +25,17 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def find_layer(model: nn.Module, name: str | None) -> nn.Module:
-    """The submodule called ``name`` (dotted); by default the model's ``cam_layer`` or its last
-    Conv2d.
+    """The submodule called ``name`` (dotted); by default the model's Grad-CAM layer
+    (``xaibench.methods.layers.default_cam_layer``: its ``cam_layer``, else its family's default:
+    the last Conv2d of a CNN, the last block's first LayerNorm of a vision transformer).
 
     Raises:
         ValueError: naming the missing layer and some valid names.
     """
     if name is None:
-        name = getattr(model, "cam_layer", None)
-        if name is None:
-            convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-            if not convs:
-                raise ValueError("the model has no Conv2d layer; give the layer name explicitly")
-            name = convs[-1]
+        from xaibench.methods.layers import default_cam_layer
+
+        name = default_cam_layer(model)
     modules = dict(model.named_modules())
     if name not in modules:
         candidates = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Sequential)) and n]

@@ -142,7 +142,8 @@ def plan(config: Config) -> Plan:
     """The cells of ``config`` with their keys and dependencies (no torch work)."""
     resolved_cfg = config.resolved()
     # the output folder is where the run goes, not what it computes: not part of its id
-    run_id = f"{config.name}-{config_hash({**resolved_cfg, 'run': {**resolved_cfg['run'], 'out': None}}, length=8)}"
+    where_to = {**resolved_cfg, "run": {**resolved_cfg["run"], "out": None}}
+    run_id = f"{config.name}-{config_hash(where_to, length=8)}"
     dataset_dir = Path(config.run.out) / config.dataset.plugin
     cache = dataset_dir / "cache"
     device, threads = resolve_device(config.run.device), run_threads(config.run.threads)

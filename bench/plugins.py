@@ -166,17 +166,34 @@ class Method:
     """Base of explainers: ``attribute(model, images, targets) -> Tensor[B, H, W]``.
 
     Subclasses set ``reduction`` (how channels become one map), ``uses_model`` (False for
-    controls that ignore the model) and implement :meth:`attribute`.
+    controls that ignore the model) and implement :meth:`attribute`. A method that cannot explain
+    every model narrows ``families`` (see :mod:`xaibench.families`: "cnn", "vit") and states
+    ``requirement`` in words; one that needs particular architectures also overrides
+    :meth:`supports`.
     """
 
     reduction: ClassVar[str] = "n/a"
     uses_model: ClassVar[bool] = True
     requirement: ClassVar[str] = "any model"
+    families: ClassVar[tuple[str, ...]] = ("cnn", "vit")
     registry_name: ClassVar[str]
 
     def supports(self, arch: str) -> bool:
-        """Whether this method can explain models of architecture ``arch`` (config-time check)."""
-        return True
+        """Whether this method can explain models of architecture ``arch`` (config-time check).
+
+        By default: whether the architecture's family (:func:`xaibench.families.arch_family`) is
+        one of ``families``; a name whose family only the built model can tell passes here and
+        is checked with :meth:`supports_family` once the model is built.
+        """
+        from xaibench.families import arch_family
+
+        family = arch_family(arch)
+        return family is None or self.supports_family(family)
+
+    def supports_family(self, family: str) -> bool:
+        """Whether this method can explain models of ``family`` ("cnn", "vit"; from
+        ``xaibench.methods.layers.model_family(model)`` for a built model)."""
+        return family in self.families
 
     @property
     def passes_per_image(self) -> int | None:
@@ -253,6 +270,13 @@ class Dataset:
     def image_size(self) -> tuple[int, int]:
         """(H, W) of the images the loader yields."""
         raise NotImplementedError
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the train and validation splits hold images (config-time). False for data
+        that is only evaluated on (e.g. ``ilsvrc`` with ``test_fraction = 1``): only models
+        loaded from elsewhere can be benchmarked on it."""
+        return True
 
     def load(self, *, cache_dir: Path, seed: int) -> Splits:
         """Build (or read from ``cache_dir``) the three splits."""

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from xaibench.io import config_hash, load_checked, save_checked
+from xaibench.io import load_checked, save_checked
 from xaibench.plugins import DataError, ParamError, check_range
 
 from .splits import Split, Splits
@@ -175,8 +175,15 @@ def box_mask(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
 # -- geometry ------------------------------------------------------------------------------------
 
 
+def check_crop_fraction(crop_fraction: float) -> None:
+    """ParamError unless ``crop_fraction`` is in (0, 1]."""
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ParamError("crop_fraction", f"must be in (0, 1], got {crop_fraction!r}")
+
+
 def resize_pair(
-    image: torch.Tensor, mask: torch.Tensor | None, *, size: int, center_crop: bool
+    image: torch.Tensor, mask: torch.Tensor | None, *, size: int, center_crop: bool,
+    crop_fraction: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Resize an image and its mask by the same transform.
 
@@ -184,16 +191,20 @@ def resize_pair(
         image: uint8 [3, H, W].
         mask: float [H, W] in [0, 1], or None.
         size: output side.
-        center_crop: keep the aspect ratio (shorter side to ``size``) and crop the centre;
-            otherwise resize straight to ``size x size``.
+        center_crop: keep the aspect ratio (shorter side to ``floor(size / crop_fraction)``) and
+            crop the central ``size x size`` square; otherwise resize straight to ``size x size``.
+        crop_fraction: with ``center_crop``, the crop's share of the resized shorter side
+            (ImageNet evaluation: 0.875, i.e. resize to 256 and crop 224; 1: crop the whole
+            shorter side).
 
     Returns:
         (uint8 [3, size, size], bool [size, size] or None); mask = resized value >= 0.5.
     """
     h, w = image.shape[-2:]
     if center_crop:
-        scale = size / min(h, w)
-        target = [max(size, round(h * scale)), max(size, round(w * scale))]
+        short = max(size, math.floor(round(size / crop_fraction, 9)))
+        scale = short / min(h, w)
+        target = [max(short, round(h * scale)), max(short, round(w * scale))]
     else:
         target = [size, size]
     planes = image.float() if mask is None else torch.cat([image.float(), mask[None].float()])
@@ -245,12 +256,16 @@ def fingerprint(index: Index) -> str:
     return digest.hexdigest()
 
 
-def check_headers(index: Index) -> list[tuple[int, int]]:
+def check_headers(index: Index, *, clip_boxes: bool = False) -> list[tuple[int, int]]:
     """Read every image and mask header: (width, height) per record.
+
+    Args:
+        clip_boxes: boxes reaching outside their image are clipped to it (the mask only covers
+            pixels of the image anyway) instead of being an error.
 
     Raises:
         DataError: an unreadable file, a mask of another size than its image, or a box outside
-            its image, naming the file.
+            its image (unless ``clip_boxes``), naming the file.
     """
     sizes = []
     for r in index.records:
@@ -261,6 +276,10 @@ def check_headers(index: Index) -> list[tuple[int, int]]:
                 raise DataError(f"mask {r.mask} is {mw}x{mh} (W x H) but its image {r.image} is "
                                 f"{w}x{h}; a mask must have its image's size")
         for (x0, y0, x1, y1), where in r.boxes:
+            if clip_boxes:
+                x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+                if x0 < x1 and y0 < y1:
+                    continue
             if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
                 raise DataError(f"{where}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) does not fit the "
                                 f"{w}x{h} image {r.image}; need 0 <= x0 < x1 <= width and "
@@ -271,7 +290,7 @@ def check_headers(index: Index) -> list[tuple[int, int]]:
 
 def decode(
     records: Sequence[Record], *, size: int, center_crop: bool, read_mask: MaskReader | None,
-    boxes: bool,
+    boxes: bool, crop_fraction: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode and resize records: (uint8 [N, 3, s, s], bool [N, s, s] or None).
 
@@ -294,7 +313,8 @@ def decode(
             mask = torch.from_numpy(m)
         elif masks is not None:
             mask = torch.from_numpy(box_mask([box for box, _ in r.boxes], w, h))
-        images[i], out_mask = resize_pair(image, mask, size=size, center_crop=center_crop)
+        images[i], out_mask = resize_pair(image, mask, size=size, center_crop=center_crop,
+                                          crop_fraction=crop_fraction)
         if masks is not None:
             masks[i] = out_mask
     return images, masks
@@ -310,8 +330,11 @@ def load_index(
     center_crop: bool,
     read_mask: MaskReader | None = None,
     boxes: bool = False,
+    crop_fraction: float = 1.0,
+    clip_boxes: bool = False,
+    may_be_empty: tuple[str, ...] = (),
 ) -> Splits:
-    """Build (or read from ``cache_dir``) the splits of ``index`` along ``plan``.
+    """Build (or read from ``path``) the splits of ``index`` along ``plan``.
 
     Args:
         index: the records; ``plan`` indexes them as (train, val, test).
@@ -321,19 +344,23 @@ def load_index(
         size, center_crop: the geometry (see the module docstring).
         read_mask: reads a record's mask file as float [H, W] in [0, 1]; None: no mask files.
         boxes: masks are the records' boxes (an image without boxes has an empty mask).
+        crop_fraction: see :func:`resize_pair`.
+        clip_boxes: clip boxes to their image instead of rejecting them (:func:`check_headers`).
+        may_be_empty: splits allowed to hold no image (e.g. ("train", "val") for data that is
+            only evaluated on).
     """
     for part, members in zip(("train", "val", "test"), plan):
-        if not members:
+        if not members and part not in may_be_empty:
             raise DataError(f"{name}: the {part} split of {index.root} is empty; add data or "
                             f"lower the held-out sizes")
     data = load_checked(path)
     if data is None:
-        check_headers(index)
+        check_headers(index, clip_boxes=clip_boxes)
         data = {"class_names": list(index.class_names)}
         for part, members in zip(("train", "val", "test"), plan):
             records = [index.records[i] for i in members]
             images, masks = decode(records, size=size, center_crop=center_crop, read_mask=read_mask,
-                                   boxes=boxes)
+                                   boxes=boxes, crop_fraction=crop_fraction)
             data[part] = {
                 "images": images, "masks": masks,
                 "labels": torch.tensor([r.label for r in records], dtype=torch.long),

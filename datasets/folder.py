@@ -28,7 +28,6 @@ from typing import Literal
 from xaibench.plugins import DataError, Dataset, ParamError
 from xaibench.registry import DATASETS
 
-from .files import fingerprint as content_fingerprint
 from .files import (
     IMAGE_SUFFIXES,
     Box,
@@ -41,6 +40,7 @@ from .files import (
     load_index,
     text_lines,
 )
+from .files import fingerprint as content_fingerprint
 from .splits import Splits
 from .splitting import held_out, split_sizes, stratified_split
 

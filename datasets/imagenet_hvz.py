@@ -23,7 +23,6 @@ from pathlib import Path
 from xaibench.plugins import DataError, Dataset, check_range
 from xaibench.registry import DATASETS
 
-from .files import fingerprint as content_fingerprint
 from .files import (
     IMAGE_SUFFIXES,
     Index,
@@ -35,6 +34,7 @@ from .files import (
     load_index,
     text_lines,
 )
+from .files import fingerprint as content_fingerprint
 from .splits import Splits
 from .splitting import split_sizes, stratified_split
 

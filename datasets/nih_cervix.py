@@ -38,7 +38,6 @@ from typing import Any
 from xaibench.plugins import DataError, Dataset, ParamError
 from xaibench.registry import DATASETS
 
-from .files import fingerprint as content_fingerprint
 from .files import (
     Index,
     Record,
@@ -49,6 +48,7 @@ from .files import (
     load_index,
     text_lines,
 )
+from .files import fingerprint as content_fingerprint
 from .splits import Splits
 from .splitting import grouped_split
 

@@ -32,8 +32,8 @@ import numpy as np
 from xaibench.plugins import DataError, Dataset, ParamError, check_range
 from xaibench.registry import DATASETS
 
-from .files import fingerprint as content_fingerprint
 from .files import Index, Record, check_fraction, check_geometry, load_index, read_pixels, text_lines
+from .files import fingerprint as content_fingerprint
 from .splits import Splits
 from .splitting import held_out, stratified_split
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from xaibench.io import config_hash, load_checked, save_checked
+from xaibench.io import load_checked, save_checked
 from xaibench.plugins import Dataset, ParamError, check_range
 from xaibench.registry import DATASETS
 

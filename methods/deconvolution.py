@@ -24,6 +24,9 @@ class Deconvolution(Method):
     """
 
     reduction = "sum over channels of the absolute value"
+    requirement = ("a ReLU network (CNN): it changes the backward pass of nn.ReLU modules; a vision "
+                   "transformer has GELUs, where it would be the plain gradient")
+    families = ("cnn",)
 
     def __init__(self) -> None:
         pass

@@ -121,6 +121,9 @@ class DeepTaylor(Method):
     """
 
     reduction = "signed sum of relevance over channels"
+    requirement = ("a CNN (conv, linear, pooling, batch-norm and residual layers): its LRP rules have no "
+                   "treatment of attention, softmax or LayerNorm, so vision transformers are out")
+    families = ("cnn",)
 
     def __init__(self, *, stabilizer: float = 1e-6) -> None:
         check_range("stabilizer", stabilizer, low=0.0)

@@ -420,7 +420,9 @@ class Inverse(Method):
     reduction = "sum over channels of |x_inv| / (|x| + 1e-6), divided by its max"
     requirement = ("a sequential conv/ReLU/max-pool/linear network: arch vgg16, joint_vgg16 or "
                    "joint_xml_vgg (joint gates treated as constants); residual networks such as "
-                   "resnet18, resnet50 and joint_resnet* cannot be inverted layer by layer")
+                   "resnet18, resnet50 and joint_resnet* cannot be inverted layer by layer, nor can "
+                   "vision transformers")
+    families = ("cnn",)
 
     def __init__(
         self,

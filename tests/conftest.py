@@ -88,3 +88,33 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def tiny_vit(num_classes: int = 2, seed: int = 0, *, img_size: int = 16, patch_size: int = 4,
+             source: str = "timm") -> Classifier:
+    """A 2-block vision transformer (embedding 16, 2 heads, class token) in the pixel-space
+    wrapper, its Grad-CAM layer left to the family default (``cam_layer=None``); ``source``
+    "timm" (``timm...VisionTransformer``) or "torchvision". Weights drawn from ``seed`` at a
+    scale that makes the attention far from uniform (a fresh copy)."""
+    return copy.deepcopy(_tiny_vit(num_classes, seed, img_size, patch_size, source))
+
+
+@functools.lru_cache(maxsize=8)
+def _tiny_vit(num_classes: int, seed: int, img_size: int, patch_size: int, source: str) -> Classifier:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # timm and torchvision initialise from the global RNG
+        if source == "timm":
+            from timm.models.vision_transformer import VisionTransformer
+
+            net = VisionTransformer(img_size=img_size, patch_size=patch_size, embed_dim=16, depth=2,
+                                    num_heads=2, num_classes=num_classes)
+        else:
+            from torchvision.models.vision_transformer import VisionTransformer
+
+            net = VisionTransformer(image_size=img_size, patch_size=patch_size, num_layers=2, num_heads=2,
+                                    hidden_dim=16, mlp_dim=32, num_classes=num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return Classifier(net, cam_layer=None).eval()  # type: ignore[arg-type]

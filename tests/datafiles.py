@@ -174,3 +174,68 @@ def write_folder(root: Path, *, classes: dict[str, int] | None = None, masks: st
             writer.writerow(["file", "x0", "y0", "x1", "y1"])
             writer.writerows(rows)
     return truth
+
+
+# The first five lines of the real LOC_synset_mapping.txt (line k = class k of ImageNet models).
+SYNSETS = (("n01440764", "tench, Tinca tinca"), ("n01443537", "goldfish, Carassius auratus"),
+           ("n01484850", "great white shark, white shark, man-eater, man-eating shark, Carcharodon "
+                         "carcharias"),
+           ("n01491361", "tiger shark, Galeocerdo cuvieri"), ("n01494475", "hammerhead, hammerhead shark"))
+ILSVRC_LABELS = (3, 0, 4, 1, 2, 0, 3, 1, 4, 2, 0, 3)  # class of val image k + 1
+
+
+def voc_xml(stem: str, size: tuple[int, int], objects: list[tuple[str, tuple[int, int, int, int]]]) -> str:
+    """A PASCAL VOC annotation as in ILSVRC2012_bbox_val_v3.tgz (tab-indented, inclusive corners)."""
+    body = "".join(
+        f"\t<object>\n\t\t<name>{name}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
+        f"\t\t<difficult>0</difficult>\n\t\t<bndbox>\n\t\t\t<xmin>{x0}</xmin>\n\t\t\t<ymin>{y0}</ymin>\n"
+        f"\t\t\t<xmax>{x1}</xmax>\n\t\t\t<ymax>{y1}</ymax>\n\t\t</bndbox>\n\t</object>\n"
+        for name, (x0, y0, x1, y1) in objects)
+    return (f"<annotation>\n\t<folder>val</folder>\n\t<filename>{stem}</filename>\n\t<source>\n"
+            f"\t\t<database>ILSVRC_2012</database>\n\t</source>\n\t<size>\n\t\t<width>{size[0]}</width>\n"
+            f"\t\t<height>{size[1]}</height>\n\t\t<depth>3</depth>\n\t</size>\n\t<segmented>0</segmented>\n"
+            f"{body}</annotation>\n")
+
+
+def write_ilsvrc_files(root: Path, images: dict[str, tuple[Image.Image, list[tuple[str, tuple]]]],
+                       *, fmt: str = "both") -> None:
+    """LOC_synset_mapping.txt, val/<stem>.JPEG, and val/<stem>.xml and/or LOC_val_solution.csv
+    for ``images``: stem -> (picture, [(synset, (xmin, ymin, xmax, ymax) inclusive)])."""
+    (root / "val").mkdir(parents=True, exist_ok=True)
+    (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} {d}\n" for w, d in SYNSETS))
+    rows = []
+    for stem, (image, objects) in images.items():
+        image.save(root / "val" / f"{stem}.JPEG", "JPEG", quality=95)
+        if fmt in ("xml", "both"):
+            (root / "val" / f"{stem}.xml").write_text(voc_xml(stem, image.size, objects))
+        rows.append([stem, " ".join(f"{n} {x0} {y0} {x1} {y1}" for n, (x0, y0, x1, y1) in objects) + " "])
+    if fmt in ("csv", "both"):
+        with (root / "LOC_val_solution.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["ImageId", "PredictionString"])
+            writer.writerows(rows[::-1])  # row order is not file order
+
+
+def write_ilsvrc(root: Path, *, fmt: str = "both") -> dict[str, tuple[int, list[tuple[int, ...]]]]:
+    """Twelve 48 x 40 validation images of the five synsets in the ILSVRC layout; returns
+    stem -> (class index, half-open boxes of the class). Image 2 has two boxes of its class
+    and one of another; image 3's box reaches past the right and bottom edges."""
+    images, truth = {}, {}
+    for k, label in enumerate(ILSVRC_LABELS):
+        stem = f"ILSVRC2012_val_{k + 1:08d}"
+        x0, y0, x1, y1 = box_of(k)
+        objects = [(SYNSETS[label][0], (x0, y0, x1 - 1, y1 - 1))]  # inclusive corners
+        boxes = [box_of(k)]
+        if k == 1:
+            objects += [(SYNSETS[label][0], (36, 2, 45, 9)), (SYNSETS[2][0], (30, 28, 44, 37))]
+            boxes.append((36, 2, 46, 10))
+        if k == 2:
+            objects = [(SYNSETS[label][0], (30, 20, 48, 40))]  # xmax = width, ymax = height
+            boxes = [(30, 20, 48, 40)]
+        pixels = np.array(picture(k, boxes[0], (60 * label, 250, 120)))
+        for bx0, by0, bx1, by1 in boxes[1:]:
+            pixels[by0:by1, bx0:bx1] = (60 * label, 250, 120)
+        images[stem] = (Image.fromarray(pixels), objects)
+        truth[stem] = (label, boxes)
+    write_ilsvrc_files(root, images, fmt=fmt)
+    return truth

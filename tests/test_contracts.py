@@ -6,10 +6,11 @@ from typing import Any
 import pytest
 import torch
 
+from xaibench.methods.layers import model_family
 from xaibench.plugins import MetricOutput, build, parameters
 from xaibench.registry import METHODS, METRICS
 
-from .conftest import tiny_joint, tiny_net, tiny_resnet
+from .conftest import tiny_joint, tiny_net, tiny_resnet, tiny_vit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,6 +24,9 @@ def snapshot(model):
         "structure": [(n, type(m), sorted(vars(m).get("_parameters", {}))) for n, m in model.named_modules()],
         "patched": [n for n, m in model.named_modules() if "forward" in vars(m)],
         "attributes": {k: v for k, v in vars(model).items() if not k.startswith("_")},
+        "flags_of_modules": [(n, {k: v for k, v in vars(m).items() if not k.startswith("_")
+                                  and isinstance(v, (bool, int, float, str))})
+                             for n, m in model.named_modules()],  # e.g. timm's fused_attn
     }
 
 
@@ -41,6 +45,7 @@ def assert_unchanged(model, before):
     assert before["structure"] == after["structure"], "modules or parameters added or removed"
     assert before["patched"] == after["patched"], "a forward was patched and not restored"
     assert before["attributes"] == after["attributes"]
+    assert before["flags_of_modules"] == after["flags_of_modules"], "a module attribute was left changed"
     assert no_hooks(model)
 
 
@@ -59,15 +64,30 @@ def rng_states():
     return states
 
 
+# The architecture name each test model stands for, as a config would give it.
+ARCHS = {tiny_net: "tiny", tiny_resnet: "tiny", tiny_joint: "joint_xml_vgg", tiny_vit: "timm:vit_tiny"}
+
+
+def applies(method, factory, model) -> bool:
+    """Whether ``method`` explains ``model``: by its architecture name (config time) and by the
+    built model's family (run time)."""
+    return method.supports(ARCHS[factory]) and method.supports_family(model_family(model))
+
+
 def applicable(name, factory=tiny_net):
-    """``factory``'s model, or the tiny joint model for methods that only explain joint models."""
+    """``factory``'s model; for the default factory, the first of the tiny joint model and the
+    tiny ViT that the method explains when it does not explain the tiny CNN."""
     method = build(METHODS.get(name), CHEAP.get(name, {}))
-    arch = "joint_xml_vgg" if factory is tiny_joint else "tiny"
-    if not method.supports(arch):
-        if factory is not tiny_net:
-            pytest.skip(f"{name} does not explain {arch} models")
-        return tiny_joint()
-    return factory()
+    model = factory()
+    if applies(method, factory, model):
+        return model
+    if factory is not tiny_net:
+        pytest.skip(f"{name} does not explain {ARCHS[factory]} models: it needs {method.requirement}")
+    for fallback in (tiny_joint, tiny_vit):
+        model = fallback()
+        if applies(method, fallback, model):
+            return model
+    raise AssertionError(f"{name} explains none of the test models")
 
 
 def check_method(name, model, x, y, params=None):
@@ -105,7 +125,7 @@ def test_method_contract(name, batch, device, images, labels):
 @pytest.mark.parametrize("name", METHODS.names())
 @pytest.mark.parametrize("device", DEVICES)
 def test_method_contract_on_joint_model(name, device, images, labels):
-    model = tiny_joint().to(device)
+    model = applicable(name, tiny_joint).to(device)
     check_method(name, model, images[:2].to(device), labels[:2].to(device), CHEAP.get(name))
     assert model._source.detach is False, "constant_gates() left entered"
 
@@ -119,6 +139,30 @@ def test_method_contract_on_resnet(name, images, labels):
 
 
 @pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("source", ["timm", "torchvision"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_method_contract_on_vit(name, source, device):
+    """Every method on a 2-block ViT at 32 px, patch 8 (timm and torchvision), or its refusal:
+    a method that does not explain ViTs says so by family and by architecture name."""
+    method = build(METHODS.get(name), CHEAP.get(name, {}))
+    model = tiny_vit(img_size=32, patch_size=8, source=source).to(device)
+    assert model_family(model) == "vit"
+    if not method.supports_family("vit"):
+        for arch in ("timm:vit_small_patch16_224", "timm:deit_tiny_patch16_224", "torchvision:vit_b_16"):
+            assert not method.supports(arch), f"{name} refuses ViTs by family but accepts {arch}"
+        assert method.requirement != "any model", "say what the method needs"
+        return
+    model.train()
+    next(model.parameters()).requires_grad_(False)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 3, 32, 32, generator=gen).to(device)
+    y = torch.tensor([0, 1, 1], device=device)
+    a = check_method(name, model, x, y, CHEAP.get(name))
+    if METHODS.get(name).uses_model:
+        assert a.abs().sum() > 0, "an all-zero map"
+
+
+@pytest.mark.parametrize("name", METHODS.names())
 def test_method_works_when_called_under_no_grad(name, images, labels):
     model = applicable(name)
     expected = build(METHODS.get(name), CHEAP.get(name, {})).attribute(model, images[:2], labels[:2])
@@ -128,7 +172,7 @@ def test_method_works_when_called_under_no_grad(name, images, labels):
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-@pytest.mark.parametrize("make", [tiny_net, tiny_resnet, tiny_joint])
+@pytest.mark.parametrize("make", [tiny_net, tiny_resnet, tiny_joint, tiny_vit])
 def test_method_restores_model_when_it_raises(name, make, images, labels):
     cls = METHODS.get(name)
     if not cls.uses_model:

@@ -16,6 +16,7 @@ from PIL import Image
 from xaibench.datasets import files
 from xaibench.datasets.files import box_mask, resize_pair
 from xaibench.datasets.folder import Folder
+from xaibench.datasets.ilsvrc import ILSVRC
 from xaibench.datasets.imagenet_hvz import ImagenetHVZ
 from xaibench.datasets.nih_cervix import NIHCervix
 from xaibench.datasets.oxford_pets import BREEDS, OxfordPets
@@ -24,10 +25,15 @@ from xaibench.io import load_checked
 from xaibench.plugins import DataError, ParamError
 
 from .datafiles import (
+    ILSVRC_LABELS,
+    SYNSETS,
     H,
     W,
     box_of,
+    voc_xml,
     write_folder,
+    write_ilsvrc,
+    write_ilsvrc_files,
     write_imagenet_hvz,
     write_nih_cervix,
     write_oxford_pets,
@@ -502,6 +508,203 @@ def test_folder_bad_data(tmp_path):
     folder_error(root, tmp_path, "images not found")
 
 
+# -- ilsvrc -----------------------------------------------------------------------------------
+
+
+WNIDS = tuple(w for w, _ in SYNSETS)
+
+
+def check_boxes(mask, boxes):
+    """Every box's sure interior is in the mask; what is surely outside every box is not."""
+    outside = torch.ones(S, S, dtype=torch.bool)
+    for box in boxes:
+        inside, out = sure_inside_outside(box)
+        assert mask[inside].all(), f"box {box} pixels missing from the mask"
+        outside &= out
+    assert not mask[outside].any(), "mask pixels outside the boxes"
+
+
+def ilsvrc(root, tmp_path, **kw):
+    params = {"image_size": S, "center_crop": False, **kw}
+    return ILSVRC(root=str(root), **params).load(cache_dir=tmp_path / "cache", seed=0)
+
+
+@pytest.mark.parametrize("fmt", ["xml", "csv"])
+def test_ilsvrc_labels_are_mapping_lines_and_masks_the_class_boxes(tmp_path, fmt):
+    root = tmp_path / "ilsvrc"
+    truth = write_ilsvrc(root, fmt=fmt)
+    ds = ILSVRC(root=str(root), image_size=S, center_crop=False, annotations=fmt)
+    assert ds.has_masks and ds.image_size == (S, S) and not ds.trainable
+    splits = ds.load(cache_dir=tmp_path / "cache", seed=0)
+    assert splits.class_names == WNIDS and splits.num_classes == 5
+    assert len(splits.train) == len(splits.val) == 0 and len(splits.test) == 12  # evaluation only
+    assert splits.train.images.shape == (0, 3, S, S) and splits.train.masks.shape == (0, S, S)
+    names = cached_files(tmp_path / "cache", "ilsvrc")["test"]
+    assert names == [f"val/ILSVRC2012_val_{k:08d}.JPEG" for k in range(1, 13)]
+    assert splits.test.labels.tolist() == list(ILSVRC_LABELS)  # n01491361 is line 4: class 3
+    for k, name in enumerate(names):
+        label, boxes = truth[Path(name).stem]
+        assert splits.test.labels[k] == label
+        check_boxes(splits.test.masks[k], boxes)
+        centre = splits.test.images[k, :, splits.test.masks[k]].float().mean(1)
+        assert centre[1] > 200  # the box's colour came along
+    mask = splits.test.masks[1]  # image 2: its two class boxes, not the other synset's box
+    assert mask[2, 26] and not mask[S * 32 // H, S * 37 // W]
+    mask = splits.test.masks[2]  # image 3: the box reaching the edges, clipped
+    assert mask[-1, -1] and not mask[0, 0]
+
+
+def test_ilsvrc_xml_and_csv_read_alike_and_masks_can_be_off(tmp_path):
+    write_ilsvrc(tmp_path / "both")
+    a = ilsvrc(tmp_path / "both", tmp_path / "a", annotations="xml")
+    b = ilsvrc(tmp_path / "both", tmp_path / "b", annotations="csv")
+    assert torch.equal(a.test.images, b.test.images) and torch.equal(a.test.masks, b.test.masks)
+    assert torch.equal(a.test.labels, b.test.labels)
+    c = ilsvrc(tmp_path / "both", tmp_path / "c", masks=False)
+    assert c.test.masks is None and torch.equal(c.test.images, a.test.images)
+
+
+def test_ilsvrc_box_corners_are_inclusive_pixel_indices(tmp_path):
+    """No resize (48 x 48 stored, image_size 48): the mask is exactly columns xmin..xmax and rows
+    ymin..ymax."""
+    root = tmp_path / "ilsvrc"
+    image = Image.new("RGB", (48, 48), (10, 10, 10))
+    write_ilsvrc_files(root, {"ILSVRC2012_val_00000001": (image, [("n01443537", (5, 7, 20, 30))])})
+    splits = ilsvrc(root, tmp_path, image_size=48)
+    expected = torch.zeros(48, 48, dtype=torch.bool)
+    expected[7:31, 5:21] = True
+    assert torch.equal(splits.test.masks[0], expected) and splits.test.labels.tolist() == [1]
+
+
+def test_ilsvrc_mask_geometry_after_resize_and_centre_crop(tmp_path):
+    """A 96 x 64 (W x H) image, image_size 16, crop_fraction 0.5: the shorter side goes to
+    16 / 0.5 = 32 (scale 1/2, 48 x 32), then the centre 16 x 16 is kept: columns 16..31 and rows
+    8..23 of the resized image. The box columns 40..55, rows 20..35 (inclusive) is columns
+    20..27, rows 10..17 resized, so columns 4..11 and rows 2..9 of the output. At a boundary the
+    antialiased 2x kernel puts 0.875 of the weight inside (in) or 0.125 (out): exact."""
+    root = tmp_path / "ilsvrc"
+    pixels = np.zeros((64, 96, 3), np.uint8)
+    pixels[20:36, 40:56] = 255
+    write_ilsvrc_files(root, {"ILSVRC2012_val_00000007": (Image.fromarray(pixels),
+                                                         [("n01494475", (40, 20, 55, 35))])}, fmt="xml")
+    ds = ILSVRC(root=str(root), image_size=16, center_crop=True, crop_fraction=0.5)
+    splits = ds.load(cache_dir=tmp_path / "cache", seed=0)
+    expected = torch.zeros(16, 16, dtype=torch.bool)
+    expected[2:10, 4:12] = True
+    assert torch.equal(splits.test.masks[0], expected)
+    assert torch.equal(splits.test.images[0, 0] >= 128, expected)  # the image took the same path
+    assert splits.test.labels.tolist() == [4]
+    default = ILSVRC(root=str(root), image_size=16).load(cache_dir=tmp_path / "cache", seed=0)
+    rows, cols = default.test.masks[0].any(1).nonzero(), default.test.masks[0].any(0).nonzero()
+    # crop_fraction 0.875: 64 -> 18 (scale 0.28125), 96 -> 27; crop offsets (1, 6 = round(5.5))
+    assert rows.min() == round(20 * 0.28125) - 1 and cols.min() == round(40 * 0.28125) - 6
+
+
+def test_ilsvrc_class_subset_relabel_sample_and_split(tmp_path):
+    root = tmp_path / "ilsvrc"
+    write_ilsvrc(root, fmt="xml")
+    sub = ilsvrc(root, tmp_path / "a", classes=("n01494475", "n01440764"))
+    assert sub.class_names == WNIDS  # a pretrained 1000-way model still sees every class
+    assert sorted(sub.test.labels.tolist()) == [0, 0, 0, 4, 4]
+    relabelled = ilsvrc(root, tmp_path / "b", classes=("n01494475", "n01440764"), relabel=True)
+    assert relabelled.class_names == ("n01494475", "n01440764")
+    assert torch.equal(relabelled.test.labels, (sub.test.labels == 0).long())  # 4 -> 0, 0 -> 1
+    sample = ilsvrc(root, tmp_path / "c", n_images=5)
+    assert len(sample.test) == 5 and len(set(sample.test.labels.tolist())) == 5  # one per class
+    samples = set()
+    for seed in range(3):
+        ILSVRC(root=str(root), image_size=S, n_images=5).load(cache_dir=tmp_path / f"s{seed}", seed=seed)
+        samples.add(tuple(cached_files(tmp_path / f"s{seed}", "ilsvrc")["test"]))
+    assert len(samples) > 1  # the seed draws the sample
+    ds = ILSVRC(root=str(root), image_size=S, center_crop=False, test_fraction=0.5, val_fraction=0.5)
+    assert ds.trainable
+    split = ds.load(cache_dir=tmp_path / "d", seed=0)
+    assert (len(split.train), len(split.val), len(split.test)) == (3, 3, 6)
+
+
+def ilsvrc_error(root, tmp_path, match, **kw):
+    with pytest.raises(DataError, match=match) as err:
+        ilsvrc(root, tmp_path, **kw)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    return str(err.value)
+
+
+def test_ilsvrc_bad_data(tmp_path):
+    root = tmp_path / "ilsvrc"
+    write_ilsvrc(root)
+    mapping = root / "LOC_synset_mapping.txt"
+    good_mapping = mapping.read_text()
+    mapping.write_text(good_mapping + "tench n01440764\n")
+    ilsvrc_error(root, tmp_path, r"LOC_synset_mapping.txt line 6: expected '<synset> <description>'")
+    mapping.write_text(good_mapping + "n01440764 tench again\n")
+    ilsvrc_error(root, tmp_path, "line 6: synset n01440764 is listed twice \\(also line 1\\)")
+    mapping.unlink()
+    ilsvrc_error(root, tmp_path, f"synset mapping {mapping} not found.*dataset.synsets_file")
+    mapping.write_text(good_mapping)
+    ilsvrc_error(root, tmp_path, "class 'n09999999' of dataset.classes is not in the synset mapping",
+                 classes=("n09999999",))
+    ilsvrc_error(root, tmp_path, "image folder .*nowhere not found.*ILSVRC/Data/CLS-LOC/val",
+                 images_dir="nowhere")
+
+    xml = root / "val" / "ILSVRC2012_val_00000004.xml"
+    good_xml = xml.read_text()
+    xml.write_text(good_xml[:200])
+    assert str(xml) in ilsvrc_error(root, tmp_path, "cannot parse annotation")
+    xml.write_text(good_xml.replace("n01443537", "n09999999"))
+    ilsvrc_error(root, tmp_path, f"{xml} object 1: synset 'n09999999' is not in the synset mapping")
+    xml.write_text(voc_xml("ILSVRC2012_val_00000004", (W, H), []))
+    ilsvrc_error(root, tmp_path, f"{xml} has no <object>")
+    xml.write_text(good_xml.replace("<ymax>", "<ymaximum>").replace("</ymax>", "</ymaximum>"))
+    ilsvrc_error(root, tmp_path, "object 1: needs <bndbox> with <xmin>, <ymin>, <xmax> and <ymax>")
+    xml.write_text(good_xml.replace("<xmax>", "<xmax>-").replace("<xmin>", "<xmin>99"))
+    ilsvrc_error(root, tmp_path, "object 1: box .* has its maximum below its minimum")
+    xml.unlink()
+    ilsvrc_error(root, tmp_path, f"missing annotation {xml}: annotations = 'xml' needs one <stem>.xml")
+    xml.write_text(good_xml)
+
+    table = root / "LOC_val_solution.csv"
+    good_table = table.read_text()
+    table.write_text(good_table.replace("ILSVRC2012_val_00000005,", "ILSVRC2012_val_00000099,"))
+    ilsvrc_error(root, tmp_path, "image .*ILSVRC2012_val_00000005.JPEG has no row in .*LOC_val_solution.csv",
+                 annotations="csv")
+    table.write_text(good_table + "ILSVRC2012_val_00000005,n01440764 1 2 3\n")
+    ilsvrc_error(root, tmp_path, "LOC_val_solution.csv line 14: ILSVRC2012_val_00000005 is listed twice",
+                 annotations="csv")
+    table.write_text("ImageId,PredictionString\nILSVRC2012_val_00000005,n01440764 1 2 3\n")
+    ilsvrc_error(root, tmp_path, "line 2: the PredictionString of ILSVRC2012_val_00000005 must be groups "
+                                 "of 'synset xmin ymin xmax ymax', got 4 field", annotations="csv")
+    table.write_text("ImageId,PredictionString\nILSVRC2012_val_00000005,n01440764 1 2 x 4\n")
+    ilsvrc_error(root, tmp_path, "line 2: box corners must be numbers", annotations="csv")
+    table.write_text("ImageId,Label\n")
+    ilsvrc_error(root, tmp_path, "missing column.* PredictionString", annotations="csv")
+    table.unlink()
+    ilsvrc_error(root, tmp_path, f"box file {table} not found.*annotations = 'xml'", annotations="csv")
+
+    image = root / "val" / "ILSVRC2012_val_00000003.JPEG"
+    image.write_bytes(image.read_bytes()[:300])
+    assert str(image) in ilsvrc_error(root, tmp_path, "cannot (read|decode) image")
+    image.write_bytes(b"not a JPEG")
+    assert str(image) in ilsvrc_error(root, tmp_path, "cannot read image")
+    for path in (root / "val").glob("*.JPEG"):
+        path.unlink()
+    ilsvrc_error(root, tmp_path, "no images in .*val: expected ILSVRC2012_val_\\*.JPEG")
+
+
+def test_ilsvrc_parameters_are_checked_at_config_time(tmp_path):
+    with pytest.raises(ParamError, match="relabel: needs the classes"):
+        ILSVRC(root=str(tmp_path), relabel=True)
+    with pytest.raises(ParamError, match="classes: 'tench' is not a synset id"):
+        ILSVRC(root=str(tmp_path), classes=("tench",))
+    with pytest.raises(ParamError, match=r"crop_fraction: must be in \(0, 1\]"):
+        ILSVRC(root=str(tmp_path), crop_fraction=0.0)
+    with pytest.raises(ParamError, match=r"test_fraction: must be in \(0, 1\] \(1: every image"):
+        ILSVRC(root=str(tmp_path), test_fraction=0.0)
+    with pytest.raises(ParamError, match="n_images"):
+        ILSVRC(root=str(tmp_path), n_images=-1)
+    with pytest.raises(ParamError, match="root: data folder"):
+        ILSVRC(root=str(tmp_path / "nowhere"))
+
+
 def test_parameters_are_checked_at_config_time(tmp_path):
     with pytest.raises(ParamError, match="image_size"):
         Folder(root=str(tmp_path), image_size=8)
@@ -512,3 +715,65 @@ def test_parameters_are_checked_at_config_time(tmp_path):
     with pytest.raises(ParamError, match="collections"):
         NIHCervix(root=str(tmp_path), collections=())
     assert math.isclose(NIHCervix(root=str(tmp_path)).test_fraction, 0.05)
+
+
+ILSVRC_RUN = """
+[run]
+seed = 0
+device = "cpu"
+batch_size = 4
+bootstrap = 100
+
+[dataset]
+name = "ilsvrc"
+root = "{root}"
+image_size = 32
+test_fraction = {test_fraction}
+val_fraction = 0.5
+
+[models.resnet18]
+arch = "resnet18"
+epochs = 1
+batch_size = 4
+{checkpoint}
+
+[methods.gradcam]
+
+[methods.saliency]
+
+[metrics.relevance_mass]
+"""
+
+
+@pytest.mark.slow
+def test_ilsvrc_run_evaluates_a_checkpoint_with_empty_train_and_val(tmp_path):
+    """Through the CLI: train a checkpoint on a split of the fixture, then evaluate it on the
+    evaluation-only default (every image a test image, train and val empty): nothing is trained
+    and the leaderboard has the checkpoint's accuracy on all 12 images."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    root = tmp_path / "ilsvrc"
+    write_ilsvrc(root)
+
+    def run(name, **fields):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(ILSVRC_RUN.format(root=root, **fields))
+        proc = subprocess.run([sys.executable, "-m", "xaibench.cli", "run", str(path), "--out",
+                               str(tmp_path / name), "--no-progress"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return tmp_path / name / "ilsvrc"
+
+    trained = run("train", test_fraction=0.5, checkpoint="")
+    (ckpt,) = (trained / "cache" / "models").glob("resnet18-*.pt")
+    out = run("evaluate", test_fraction=1.0, checkpoint=f'checkpoint = "{ckpt}"')
+    assert not list((out / "cache").glob("models/*.pt"))  # evaluated, not trained
+    (folder,) = out.glob("evaluate-*")
+    board = pd.read_csv(folder / "leaderboard.csv").set_index("method")
+    assert set(board.index) == {"gradcam", "saliency"} and (board["n"] == 12).all()
+    scores = pd.read_csv(folder / "scores.csv")
+    assert sorted(scores["index"].unique()) == list(range(12))
+    labels = scores.drop_duplicates("index").sort_values("index")["label"].tolist()
+    assert labels == list(ILSVRC_LABELS)  # the synset mapping's class indices

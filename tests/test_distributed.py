@@ -51,7 +51,8 @@ def test_two_processes_write_the_same_tables_as_one(tmp_path):
     proc = subprocess.run(torchrun(tmp_path / "two"), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     for name in TABLES:
-        assert (run_dir(tmp_path / "two") / name).read_bytes() == (run_dir(tmp_path / "one") / name).read_bytes(), name
+        two, one = run_dir(tmp_path / "two") / name, run_dir(tmp_path / "one") / name
+        assert two.read_bytes() == one.read_bytes(), name
     manifest = (run_dir(tmp_path / "two") / "manifest.json").read_text()
     assert '"processes": 2' in manifest
 

@@ -195,7 +195,8 @@ def test_changing_the_stem_of_a_checkpoint_model_recomputes_its_cells(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (ckpt,) = (out / "synthetic" / "cache" / "models").glob("resnet18-*.pt")
     evaluated = tmp_path / "evaluate.toml"
-    evaluated.write_text(cfg.read_text().replace('arch = "resnet18"', f'arch = "resnet18"\ncheckpoint = "{ckpt}"'))
+    evaluated.write_text(cfg.read_text().replace('arch = "resnet18"',
+                                                 f'arch = "resnet18"\ncheckpoint = "{ckpt}"'))
     first = xaibench("run", str(evaluated), "--out", str(out), "--no-progress")
     assert first.returncode == 0, first.stderr
     dry = xaibench("run", str(evaluated), "--out", str(out), "--set", "models.resnet18.stem='imagenet'",

@@ -13,7 +13,9 @@ from zennit.rules import ZBox, ZPlus
 from zennit.torchvision import ResNetCanonizer
 from zennit.types import Convolution
 
+from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split
+from xaibench.execute import MethodError, check_attributions, explain_shard
 from xaibench.methods.center import Center
 from xaibench.methods.deep_taylor import DeepTaylor, input_layer, pixel_bounds
 from xaibench.methods.gradcam import GradCAM
@@ -26,8 +28,6 @@ from xaibench.methods.smoothgrad import SmoothGrad
 from xaibench.methods.sobel import Sobel
 from xaibench.models import Classifier
 from xaibench.plugins import Method, ParamError
-from xaibench.config import RunConfig
-from xaibench.execute import MethodError, check_attributions, explain_shard
 
 from .conftest import tiny_joint, tiny_net, tiny_resnet
 

@@ -26,7 +26,8 @@ def test_checkpoint_cache(tmp_path, splits):
     assert t1.computed and 0 <= t1.test_accuracy <= 1 and len(t1.history) == 1
     t2 = obtain_model(cfg, splits, **kw)  # the cell's file exists: read, not trained
     assert not t2.computed and t2.test_accuracy == t1.test_accuracy and t2.history == t1.history
-    assert all(torch.equal(a, b) for a, b in zip(t1.model.state_dict().values(), t2.model.state_dict().values()))
+    pairs = zip(t1.model.state_dict().values(), t2.model.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_training_is_seeded_and_leaves_global_rng_alone(tmp_path, splits):

@@ -23,6 +23,7 @@ class Joint(Method):
 
     reduction = "none: the explainer outputs one channel"
     requirement = "a joint model (arch joint_resnet18, joint_resnet50, joint_vgg16 or joint_xml_vgg)"
+    families = ("cnn",)
 
     def __init__(self) -> None:
         pass
