@@ -9,25 +9,25 @@ anything else, so training settings can be compared on localisation alone:
         --set dataset.variant=colour --set 'models.joint_hybrid.epochs=[3,2,20]' \\
         --set 'models.joint_hybrid.patience=[3,3,20]'
 
-The data, the phases and the trained model are cached under ``--cache`` (default: a fresh
-temporary folder, so every epoch is trained and printed).
+The data, the phases and the trained model are cached under ``--cache`` (a run's output folder:
+``<cache>/<dataset>/cache/``; default: a fresh temporary folder, so every epoch is trained and
+printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
 import torch
 
 from xaibench import config as xconfig
+from xaibench.execute import load_data, load_model
 from xaibench.methods.joint.train import JointModelConfig
 from xaibench.metrics.relevance_mass import relevance_mass
-from xaibench.models import obtain_model
-from xaibench.plugins import build
-from xaibench.registry import DATASETS
-from xaibench.runner import data_cache_key, resolve_device
+from xaibench.plan import plan
 
 
 def main() -> None:
@@ -40,22 +40,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = xconfig.load(args.config, args.set)
-    models = {m.id: m for m in cfg.models if isinstance(m, JointModelConfig)}
-    if args.model not in models:
-        raise SystemExit(f"no joint model {args.model!r} in {args.config}; joint models: {sorted(models)}")
-    model_cfg, seed = models[args.model], cfg.run.seed
-    device = resolve_device(cfg.run.device)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = args.cache or Path(tmp)
-        splits = build(DATASETS.get(cfg.dataset.plugin), cfg.dataset.as_dict()).load(
-            cache_dir=cache / "data", seed=seed)
+        out = args.cache or Path(tmp)
+        cfg = xconfig.load(args.config, [*args.set, f"run.out={json.dumps(str(out))}",
+                                         f"run.threads={args.threads}"])
+        models = {m.id: m for m in cfg.models if isinstance(m, JointModelConfig)}
+        if args.model not in models:
+            raise SystemExit(f"no joint model {args.model!r} in {args.config}; joint models: "
+                             f"{sorted(models)}")
+        model_cfg, the_plan = models[args.model], plan(cfg)
+        device = torch.device(the_plan.device)
+        splits, _ = load_data(the_plan)  # as a run: the same cells, keys and caches
         if splits.test.masks is None:
             raise SystemExit(f"{cfg.dataset.plugin} has no masks: nothing to localise against")
-        data_key = data_cache_key(cfg.resolved()["dataset"], seed, splits)
-        model, info = obtain_model(model_cfg, splits, data_key=data_key, cache_dir=cache,
-                                   device=device, seed=seed, progress=False)
-    history = info["history"]
+        trained = load_model(the_plan, the_plan.get(args.model), splits, device)
+    model, history = trained.model, trained.history
     print(f"{args.model} ({model_cfg.arch}, {model_cfg.loss}) on {args.config} {' '.join(args.set)}")
     print("phase epoch  train_acc  val_acc  val_mass")
     for row in history:
@@ -65,7 +64,7 @@ def main() -> None:
         z = torch.cat([model.explain(images)[:, 0].cpu()
                        for images, _, _ in splits.test.batches(cfg.run.batch_size, device=device)])
     mass = relevance_mass(z, splits.test.masks, positive_only=False)
-    print(f"test accuracy {info['test_accuracy']:.3f}, mean map {z.mean():.3f}, relevance mass "
+    print(f"test accuracy {trained.test_accuracy:.3f}, mean map {z.mean():.3f}, relevance mass "
           f"inside the masks {mass.nanmean():.3f} ({int((~mass.isnan()).sum())} images with a mask), "
           f"uniform map {splits.test.masks[splits.test.masks.flatten(1).any(1)].float().mean():.3f}")
 
