@@ -199,22 +199,7 @@ def _built(spec: PluginSpec, registry: Registry, label: str, where: str) -> Any:
         raise ConfigError(f"{where}: [{label}] {exc}") from None
 
 
-def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
-    """Check a raw config dict and return the frozen :class:`Config`.
-
-    Raises:
-        ConfigError: on the first problem found, naming ``source``, the section and key.
-    """
-    where = source
-    unknown = sorted(set(raw) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; "
-                          f"allowed sections: {', '.join(SECTIONS)}")
-    for section in ("dataset", "models", "methods", "metrics"):
-        if not raw.get(section):
-            raise ConfigError(f"{where}: section [{section}] is missing or empty")
-
-    # 1. names, from package metadata only (fast, imports no plugin)
+def _dataset_spec(raw: dict[str, Any], where: str) -> PluginSpec:
     data = dict(raw["dataset"])
     if "name" not in data:
         raise ConfigError(f"{where}: [dataset] name: required key missing (a dataset plugin: "
@@ -224,22 +209,16 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
         DATASETS.check(dataset_name)
     except RegistryError as exc:
         raise ConfigError(f"{where}: [dataset] name: {exc}") from None
-    methods = _plugin_specs("methods", raw["methods"], METHODS, where)
-    metrics = _plugin_specs("metrics", raw["metrics"], METRICS, where)
+    return PluginSpec("dataset", dataset_name, tuple(sorted(data.items())))
 
-    # 2. parameters: types, ranges, cross-section rules
-    try:
-        run = build(RunConfig, raw.get("run", {}))
-    except ParamError as exc:
-        raise ConfigError(f"{where}: [run] {exc}") from None
-    dataset_spec = PluginSpec("dataset", dataset_name, tuple(sorted(data.items())))
-    dataset = _built(dataset_spec, DATASETS, "dataset", where)
 
-    if not isinstance(raw["models"], dict):
+def _models(raw: Any, dataset: Any, dataset_name: str, where: str) -> list[Any]:
+    """The checked model configs of the [models] section."""
+    if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [models] must be a table of tables, e.g. [models.resnet18]")
     height, width = dataset.image_size
     models = []
-    for mid, values in raw["models"].items():
+    for mid, values in raw.items():
         label = f"models.{mid}"
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{label}] must be a table, got {values!r}")
@@ -258,7 +237,11 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
                               f"dataset {dataset_name!r} has none; use loss = 'unsupervised' or a "
                               f"dataset with masks")
         models.append(model)
-    archs = {m.id: m.arch for m in models}
+    return models
+
+
+def _check_methods(methods: list[PluginSpec], archs: dict[str, str], where: str) -> None:
+    """Every method builds and explains the models it is given (or at least one of them)."""
     for spec in methods:
         method = _built(spec, METHODS, f"methods.{spec.id}", where)
         for mid in spec.models or ():
@@ -272,6 +255,10 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
             raise ConfigError(f"{where}: [methods.{spec.id}] method {spec.plugin!r} applies to none of "
                               f"the models ({', '.join(f'{k}: {v}' for k, v in archs.items())}): "
                               f"it needs {method.requirement}")
+
+
+def _check_metrics(metrics: list[PluginSpec], dataset: Any, dataset_name: str, where: str) -> None:
+    """Every metric builds, has the masks it needs and fits the image size."""
     for spec in metrics:
         metric = _built(spec, METRICS, f"metrics.{spec.id}", where)
         if metric.requires_masks and not dataset.has_masks:
@@ -279,15 +266,51 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
                               f"{dataset_name!r} has none; remove the metric or use a dataset "
                               f"with masks")
         try:
-            metric.check_image_size(height, width)
+            metric.check_image_size(*dataset.image_size)
         except ParamError as exc:
             raise ConfigError(f"{where}: [metrics.{spec.id}] {exc}") from None
-    if run.device.startswith("cuda"):
+
+
+def _run_config(raw: dict[str, Any], where: str, *, check_device: bool) -> RunConfig:
+    try:
+        run = build(RunConfig, raw.get("run", {}))
+    except ParamError as exc:
+        raise ConfigError(f"{where}: [run] {exc}") from None
+    if check_device and run.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError(f"{where}: [run] device: {run.device!r} requested but CUDA is not "
                               f"available here; use device = 'cpu' or 'auto'")
+    return run
+
+
+def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
+    """Check a raw config dict and return the frozen :class:`Config`.
+
+    Names are checked first, from package metadata only (fast, no plugin imported), then every
+    parameter's type and range and the rules across sections.
+
+    Raises:
+        ConfigError: on the first problem found, naming ``source``, the section and key.
+    """
+    where = source
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; "
+                          f"allowed sections: {', '.join(SECTIONS)}")
+    for section in ("dataset", "models", "methods", "metrics"):
+        if not raw.get(section):
+            raise ConfigError(f"{where}: section [{section}] is missing or empty")
+    dataset_spec = _dataset_spec(raw, where)
+    methods = _plugin_specs("methods", raw["methods"], METHODS, where)
+    metrics = _plugin_specs("metrics", raw["metrics"], METRICS, where)
+    run = _run_config(raw, where, check_device=False)
+    dataset = _built(dataset_spec, DATASETS, "dataset", where)
+    models = _models(raw["models"], dataset, dataset_spec.plugin, where)
+    _check_methods(methods, {m.id: m.arch for m in models}, where)
+    _check_metrics(metrics, dataset, dataset_spec.plugin, where)
+    _run_config(raw, where, check_device=True)  # CUDA availability last: it imports torch
     return Config(name=name, source=source, run=run, dataset=dataset_spec, models=tuple(models),
                   methods=tuple(methods), metrics=tuple(metrics), raw=raw)
 
