@@ -310,13 +310,14 @@ def score(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, shards: 
         return Scored(cell, c["scores"], c["curves"], Cost(c["seconds"], c["forwards"], c["peak_mem_mb"]),
                       computed=False)
     metric, _ = metric_of(plan, cell)
+    extra = {"method": method_of(plan, plan.get(cell.deps[0]))} if metric.needs_method else {}
     bs = plan.config.run.batch_size
     mine = {}
     with measured(model, device) as cost, eval_mode(model):
         for i, shard in shards.items():
             images, _, masks = split.batch(slice(i * bs, (i + 1) * bs), device)
             out = metric.evaluate(model, images, shard["targets"].to(device),
-                                  from_half(shard).to(device), masks)
+                                  from_half(shard).to(device), masks, **extra)
             mine[i] = ({k: v.detach().float().cpu() for k, v in out.scores.items()},
                        {k: v.detach().float().cpu() for k, v in out.curves.items()})
     parts = world.gather((mine, cost[0]))

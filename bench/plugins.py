@@ -225,12 +225,14 @@ class Metric:
 
     ``higher_is_better`` is the direction of every score column; ``directions`` overrides it
     per score key (e.g. ``{"lerf": False}``), and ``None`` there marks an informational column
-    that the leaderboard reports but does not rank.
+    that the leaderboard reports but does not rank. A metric with ``needs_method`` (e.g. a
+    sanity check that recomputes maps) gets the method as ``evaluate(..., method=method)``.
     """
 
     higher_is_better: ClassVar[bool] = True
     directions: ClassVar[dict[str, bool | None]] = {}
     requires_masks: ClassVar[bool] = False
+    needs_method: ClassVar[bool] = False  # evaluate() also takes method= (it recomputes maps)
     registry_name: ClassVar[str]
 
     @classmethod

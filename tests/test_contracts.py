@@ -228,7 +228,9 @@ def test_metric_contract(name, batch):
     y = torch.randint(0, 2, (batch,), generator=gen)
     before = snapshot(model)
     rng_before = rng_states()
-    out = metric.evaluate(model, x, y, attributions, masks if metric.requires_masks else None)
+    # a sanity check that recomputes maps gets a method (saliency: deterministic, cheap)
+    extra = {"method": build(METHODS.get("saliency"), {})} if metric.needs_method else {}
+    out = metric.evaluate(model, x, y, attributions, masks if metric.requires_masks else None, **extra)
     assert all(torch.equal(s, t) for s, t in zip(rng_before, rng_states())), \
         "the global RNG was used: draw from a seeded torch.Generator"
     assert isinstance(out, MetricOutput)
@@ -238,7 +240,7 @@ def test_metric_contract(name, batch):
     for curve in out.curves.values():
         assert curve.shape[0] == batch and curve.dim() == 2
     assert_unchanged(model, before)
-    again = metric.evaluate(model, x, y, attributions, masks if metric.requires_masks else None)
+    again = metric.evaluate(model, x, y, attributions, masks if metric.requires_masks else None, **extra)
     assert all(torch.equal(out.scores[k], again.scores[k]) for k in out.scores)
     cls = METRICS.get(name)
     for key in out.scores:
