@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 SRC    := pyproject.toml $(shell find bench methods metrics datasets configs -type f \( -name '*.py' -o -name '*.toml' \) 2>/dev/null)
 ARGS   ?=
 
-.PHONY: bench test test-fast lint clean
+.PHONY: bench test test-fast lint clean gpu-check
 
 bench: $(VENV)/.installed
 	$(BIN)/xaibench run synthetic $(ARGS)
@@ -18,6 +18,11 @@ test: $(VENV)/.installed $(VENV)/.dev lint
 
 test-fast: $(VENV)/.installed $(VENV)/.dev
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# On a machine with a CUDA GPU: the CUDA-marked tests and the benchmarks on CUDA, figures to
+# results/gpu_check/ (benchmarks/gpu_check.py; ARGS=--dry-run prints the steps anywhere).
+gpu-check: $(VENV)/.installed $(VENV)/.dev
+	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check $(wildcard bench methods metrics datasets tests benchmarks examples)

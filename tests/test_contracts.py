@@ -49,7 +49,9 @@ def assert_unchanged(model, before):
     assert no_hooks(model)
 
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# the CUDA cases carry the `cuda` marker: `make gpu-check` runs them (`pytest -m cuda`)
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA")])]
 
 # Cheaper settings for the built-ins that loop many passes (their defaults are built, checked
 # and documented in test_builtin_method_declares_cost_and_parameters).

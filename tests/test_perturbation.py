@@ -222,6 +222,7 @@ def test_model_left_as_it_came_and_inputs_untouched():
     assert all(torch.equal(params[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     model = tiny_net()

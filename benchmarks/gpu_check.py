@@ -1,0 +1,83 @@
+"""The GPU check (`make gpu-check`): one script, meant to finish in under 8 minutes on one
+H100/H200, that runs the CUDA-marked tests and the benchmarks on CUDA and writes every figure to
+one file.
+
+    .venv/bin/python benchmarks/gpu_check.py                 # on a machine with CUDA
+    .venv/bin/python benchmarks/gpu_check.py --dry-run       # print the steps (any machine)
+
+Steps (each with its own time limit, so one slow step cannot eat the others' time):
+
+1. the test suite's CUDA-marked tests (`pytest -m cuda`: the method contract on CUDA, engine
+   curves equal to the CPU's, ...);
+2. the perturbation engine against Quantus on ResNet50 at 224 px: fp32 (curves compared with
+   Quantus') and bf16 + channels_last (benchmarks/engine.py --case cuda);
+3. ROAD: the batched imputation against the per-image reference (benchmarks/road.py --device cuda);
+4. seconds and forward passes per image of every method at 224 px (benchmarks/method_costs.py);
+5. the device's name, torch and CUDA versions.
+
+The output goes to results/gpu_check/gpu_check-<date>.txt (and is printed); copy its figures
+into the README with the device name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+STEPS: list[tuple[str, list[str], int]] = [
+    ("device", [PY, "-c", "import torch; print(torch.cuda.get_device_name(0), 'torch', torch.__version__, "
+                          "'cuda', torch.version.cuda)"], 60),
+    ("CUDA-marked tests", [PY, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], 150),
+    ("engine vs quantus, ResNet50 224 px",
+     [PY, "benchmarks/engine.py", "--case", "cuda", "--repeat", "2"], 150),
+    ("ROAD imputation, batched vs reference", [PY, "benchmarks/road.py", "--device", "cuda"], 90),
+    ("method costs, 224 px", [PY, "benchmarks/method_costs.py", "--device", "cuda", "--size", "224",
+                              "--images", "32"], 90),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "gpu_check")
+    args = parser.parse_args()
+    missing = [cmd[1] for _, cmd, _ in STEPS if cmd[1].endswith(".py") and not (ROOT / cmd[1]).is_file()]
+    if missing:
+        print(f"gpu_check: missing benchmark script(s): {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for name, cmd, limit in STEPS:
+            print(f"{name} (limit {limit} s): {' '.join(cmd[1:])}")
+        print(f"total limit {sum(limit for *_, limit in STEPS)} s")
+        return 0
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here; run it where one is (or --dry-run)", file=sys.stderr)
+        return 2
+    lines = [f"# xaibench GPU check, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"]
+    failed = 0
+    for name, cmd, limit in STEPS:
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit)
+            status, text = f"rc {proc.returncode}", proc.stdout + proc.stderr[-3000:]
+            failed += proc.returncode != 0
+        except subprocess.TimeoutExpired as exc:
+            status, text = f"timed out after {limit} s", (exc.stdout or b"").decode(errors="replace")
+            failed += 1
+        lines += [f"\n## {name} ({status})", f"$ {' '.join(cmd[1:])}", text.rstrip()]
+        print("\n".join(lines[-3:]), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"gpu_check-{datetime.date.today()}.txt"
+    path.write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
