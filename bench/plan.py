@@ -192,6 +192,8 @@ def is_cached(cell: Cell) -> bool:
     of them are intact."""
     if cell.kind == "data":
         return cell.record_path.is_file()
+    if cell.kind == "model" and cell.record["model"]["settings"].get("checkpoint"):
+        return cell.record_path.is_file()  # a given checkpoint, already loaded with these settings
     if cell.kind == "model":
         return is_valid(cell.path)
     if cell.kind == "score":
