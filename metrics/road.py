@@ -53,24 +53,35 @@ def _stencil(padded: torch.Tensor) -> torch.Tensor:
     return out.add_(h[..., 1:-1, :], alpha=2)
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-system dot products of contiguous [B, C, H', W'] tensors -> [B, C, 1, 1]."""
+    return torch.linalg.vecdot(a.flatten(2), b.flatten(2))[..., None, None]
+
+
 def _linear_impute(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
-    """The noise-free imputation in float64: [B, C, H, W] with every removed pixel solved for."""
+    """The noise-free imputation in float64: [B, C, H, W] with every removed pixel solved for.
+
+    Every vector of the iteration lives on the zero-padded [B, C, H+2, W+2] grid (contiguous, its
+    border and the known pixels held at zero), so the stencil reads shifted views and the updates
+    and dot products are plain passes over contiguous memory.
+    """
     b, c, h, w = images.shape
     x = images.to(torch.float64)
-    m = removed[:, None].to(torch.float64)  # [B, 1, H, W], broadcast over channels
     pad = (1, 1, 1, 1)
+    m = F.pad(removed[:, None].to(torch.float64), pad)  # [B, 1, H+2, W+2], zero on the border
     s12 = _stencil(F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), pad)) - 4
-    diag = s12 + 4  # 12 x (sum of in-image neighbour weights) + 4: A = (diag * I - stencil) / 12
-    inv = m / s12  # Jacobi preconditioner, zero on known pixels: p, z and u stay zero there
+    diag = s12 + 4  # 12 x (sum of in-image neighbour weights) + 4: 12 A = diag * I - stencil
+    inv = (m[..., 1:-1, 1:-1] / s12).expand(b, c, h, w)  # Jacobi preconditioner, zero on known pixels
+    inv = F.pad(inv, pad)
     # System 12 A u = 12 b on the removed pixels, u zero on known ones: A u = s u - (weighted sum
     # of removed neighbours), b = weighted sum of known neighbours.
-    r = _stencil(F.pad(x * (1 - m), pad)).mul_(m)
-    u = torch.zeros_like(x)
-    padded = torch.zeros(b, c, h + 2, w + 2, dtype=x.dtype, device=x.device)
-    p = padded[..., 1:-1, 1:-1]
+    r = torch.zeros(b, c, h + 2, w + 2, dtype=x.dtype, device=x.device)
+    torch.mul(_stencil(F.pad(x * (1 - m[..., 1:-1, 1:-1]), pad)), m[..., 1:-1, 1:-1],
+              out=r[..., 1:-1, 1:-1])
+    u, q = torch.zeros_like(r), torch.zeros_like(r)
     z = r * inv
-    p.copy_(z)
-    rz = (r * z).sum((-2, -1), keepdim=True)
+    p = z.clone()
+    rz = _dot(r, z)
     # r.z = sum 12 s z^2 >= 5 |z|^2 (s >= 5/12 at a corner): rz <= 5 tol^2 bounds every |z| by tol
     tol = RESIDUAL_TOL * min(1.0, (224 / max(h, w)) ** 2)
     limit = 5 * tol * tol
@@ -84,19 +95,20 @@ def _linear_impute(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
         if it >= max_iter:
             raise RuntimeError(f"noisy_linear_impute: the conjugate gradient did not converge in "
                                f"{max_iter} iterations (largest residual {float(rz.max()):.2e})")
-        q = torch.addcmul(_stencil(padded), diag, p, value=-1)  # -12 A p
-        pq = (p * q).sum((-2, -1), keepdim=True)
+        inner = p[..., 1:-1, 1:-1]
+        torch.addcmul(_stencil(p), diag, inner, value=-1, out=q[..., 1:-1, 1:-1])  # -12 A p
+        pq = _dot(p, q)
         step = active & (pq < 0)
         alpha = torch.where(step, rz / torch.where(step, -pq, 1.0), 0.0)  # converged systems stay put
         u.addcmul_(alpha, p)
         r.addcmul_(alpha, q)
         torch.mul(r, inv, out=z)
-        rz_new = (r * z).sum((-2, -1), keepdim=True)
+        rz_new = _dot(r, z)
         beta = torch.where(step, rz_new / torch.where(step, rz, 1.0), 0.0)
         p.mul_(beta).add_(z)
         rz = torch.where(step, rz_new, rz)
         it += 1
-    return torch.where(removed[:, None], u, x)
+    return torch.where(removed[:, None], u[..., 1:-1, 1:-1], x)
 
 
 def noisy_linear_impute(images: torch.Tensor, removed: torch.Tensor, *, noise: float = 0.0,
