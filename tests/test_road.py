@@ -7,6 +7,7 @@ import pytest
 import torch
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
+from xaibench.metrics import road
 from xaibench.metrics.perturbation import class_scores, perturbation_curves
 from xaibench.metrics.road import ROAD, noisy_linear_impute, removal_masks
 from xaibench.plugins import ParamError, build
@@ -49,7 +50,11 @@ def masks_for(h, w, gen):
 
 
 @pytest.mark.parametrize("size", [(4, 4), (9, 14), (24, 17), (40, 40)])
-def test_imputation_equals_reference_on_every_imputed_pixel(size):
+@pytest.mark.parametrize("jacobi", [0, 50, 10**6], ids=["multigrid", "default", "jacobi-only"])
+def test_imputation_equals_reference_on_every_imputed_pixel(size, jacobi, monkeypatch):
+    """Both solvers: the multigrid-preconditioned CG from the start, the default switch, and the
+    Jacobi-preconditioned CG alone."""
+    monkeypatch.setattr(road, "JACOBI_ITERATIONS", jacobi)
     gen = torch.Generator().manual_seed(sum(size))
     removed = masks_for(*size, gen)
     images = torch.rand(removed.shape[0], 3, *size, generator=gen)
@@ -60,6 +65,19 @@ def test_imputation_equals_reference_on_every_imputed_pixel(size):
     assert (got - ref).abs().max() < 1e-5  # in fact within float32 rounding of the direct solve
     keep = ~removed[:, None].expand_as(images)
     assert torch.equal(got[keep], images[keep]), "known pixels changed"
+
+
+@pytest.mark.parametrize("h, w", [(7, 10), (8, 8), (9, 5), (2, 3)])
+def test_multigrid_restriction_is_the_transpose_of_prolongation(h, w):
+    """What makes the V-cycle symmetric, hence a valid conjugate-gradient preconditioner."""
+    gen = torch.Generator().manual_seed(h * w)
+    coarse = torch.randn(2, 3, -(-h // 2), -(-w // 2), generator=gen, dtype=torch.float64)
+    fine = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64)
+    lhs = (road._prolong(coarse, h, w) * fine).sum()
+    rhs = (coarse * road._restrict(fine, *coarse.shape[-2:])).sum()
+    assert abs(float(lhs - rhs)) < 1e-12
+    assert torch.allclose(road._prolong(torch.ones(1, 1, -(-h // 2), -(-w // 2), dtype=torch.float64), h, w),
+                          torch.ones(1, 1, h, w, dtype=torch.float64))  # constants interpolate exactly
 
 
 def test_imputation_by_hand():
