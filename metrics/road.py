@@ -271,7 +271,9 @@ def noisy_linear_impute(images: torch.Tensor, removed: torch.Tensor, *, noise: f
             generator's device (so CPU and CUDA agree); default: a CPU generator seeded 0.
 
     Returns:
-        [B, C, H, W] in the images' dtype and device.
+        [B, C, H, W] in the images' dtype and device. Deterministic for a given batch; the solver
+        (iterations, preconditioner) is chosen for the batch as a whole, so an image's imputed
+        values may differ within the tolerance (~1e-5) when it is imputed with other images.
     """
     if images.dim() != 4 or removed.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"expected images [B,C,H,W] and removed [B,H,W]; got {tuple(images.shape)} "
@@ -314,9 +316,11 @@ def road_curves(model: torch.nn.Module, images: torch.Tensor, attributions: torc
                 ) -> dict[str, torch.Tensor]:
     """ROAD curves: the score after removing and imputing each percentage of pixels, per order.
 
-    For each percentage (in order), the removal masks of all ``orders`` are imputed together in one
-    :func:`noisy_linear_impute` call (len(orders) x B images, noise drawn from ``generator``,
-    default a CPU generator seeded 0) and scored by :func:`class_scores`.
+    For each percentage (in order), the removal masks of all ``orders`` are imputed together
+    (len(orders) x B images, :func:`noisy_linear_impute` on at most ``chunk_size`` at a time, which
+    bounds the solver's memory), the noise added (one [len(orders) x B, 3, H, W] standard normal
+    draw from ``generator`` per percentage, default a CPU generator seeded 0) and the images scored
+    by :func:`class_scores`.
 
     Args:
         model: images [N, 3, H, W] in [0, 1] -> logits [N, C], called under inference mode.
@@ -339,7 +343,11 @@ def road_curves(model: torch.nn.Module, images: torch.Tensor, attributions: torc
     stacked = images.repeat(len(orders), 1, 1, 1)
     for i in range(len(percentages)):
         removed = torch.cat([masks[o][i] for o in orders])
-        filled = noisy_linear_impute(stacked, removed, noise=noise, generator=gen)
+        filled = torch.cat([noisy_linear_impute(stacked[k:k + chunk_size], removed[k:k + chunk_size])
+                            for k in range(0, stacked.shape[0], chunk_size)])
+        if noise > 0:  # drawn for all len(orders) x B images at once: independent of chunk_size
+            eps = torch.randn(stacked.shape, generator=gen, device=gen.device).to(images.device)
+            filled = torch.where(removed[:, None], filled + noise * eps, filled)
         scores = class_scores(model, filled, classes.repeat(len(orders)), **options)
         for j, o in enumerate(orders):
             columns[o].append(scores[j * b:(j + 1) * b])
@@ -373,7 +381,8 @@ class ROAD(Metric):
             predicted on the clean image, or the target's "logit".
         lerf: also compute the LeRF curve and the gap.
         seed: seeds the imputation noise (a generator seeded afresh for each batch).
-        chunk_size: the most imputed images the model sees in one forward pass.
+        chunk_size: the most imputed images the model sees in one forward pass, and the most
+            images imputed in one solve.
         autocast: "off" (fp32), "bf16" or "fp16" forward passes (the imputation is float64).
         channels_last: feed channels-last inputs (a CUDA speed-up for convnets).
     """
