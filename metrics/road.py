@@ -59,20 +59,24 @@ COARSEST = 4
 DEFAULT_PERCENTAGES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def _stencil(padded: torch.Tensor) -> torch.Tensor:
+def _stencil(padded: torch.Tensor, buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+             ) -> torch.Tensor:
     """[1, 2, 1] x [1, 2, 1] over the interior of a zero-padded [..., H+2, W+2] -> [..., H, W].
 
     That is 12 x the 8-neighbour weighted sum (1/6 direct, 1/12 diagonal) plus 4 x the centre.
+    ``buffers``: preallocated [..., H+2, W] and [..., H, W] outputs (the second is returned).
     """
-    h = padded[..., :, :-2] + padded[..., :, 2:]
+    h, out = buffers if buffers is not None else (None, None)
+    h = torch.add(padded[..., :, :-2], padded[..., :, 2:], out=h)
     h.add_(padded[..., :, 1:-1], alpha=2)
-    out = h[..., :-2, :] + h[..., 2:, :]
+    out = torch.add(h[..., :-2, :], h[..., 2:, :], out=out)
     return out.add_(h[..., 1:-1, :], alpha=2)
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-system dot products of contiguous [B, C, H', W'] tensors -> [B, C, 1, 1]."""
-    return torch.linalg.vecdot(a.flatten(2), b.flatten(2))[..., None, None]
+def _dot(a: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-system dot products of [B, C, H', W'] tensors -> [B, C, 1, 1] (``scratch``: a
+    preallocated buffer for the products; faster on CPU than vecdot, which allocates more)."""
+    return torch.mul(a, b, out=scratch).sum((-2, -1), keepdim=True)
 
 
 def _prolong_last(coarse: torch.Tensor, n: int) -> torch.Tensor:
@@ -212,7 +216,8 @@ def _linear_impute(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     r = torch.zeros(b, c, h + 2, w + 2, dtype=x.dtype, device=x.device)
     torch.mul(_stencil(F.pad(x * (1 - m[..., 1:-1, 1:-1]), pad)), m[..., 1:-1, 1:-1],
               out=r[..., 1:-1, 1:-1])
-    u, q = torch.zeros_like(r), torch.zeros_like(r)
+    u, q, scratch = torch.zeros_like(r), torch.zeros_like(r), torch.empty_like(r)
+    buffers = (x.new_empty(b, c, h + 2, w), x.new_empty(b, c, h, w))  # the stencil's, reused
     z = r * inv
     p = z.clone()
     rz = _dot(r, z)
@@ -235,16 +240,16 @@ def _linear_impute(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
                               m[..., 1:-1, 1:-1].contiguous(), limit, max_iter=500)
             return torch.where(removed[:, None], u, x)
         inner = p[..., 1:-1, 1:-1]
-        torch.addcmul(_stencil(p), diag, inner, value=-1, out=q[..., 1:-1, 1:-1])  # -12 A p
-        pq = _dot(p, q)
+        torch.addcmul(_stencil(p, buffers), diag, inner, value=-1, out=q[..., 1:-1, 1:-1])  # -12 A p
+        pq = _dot(p, q, scratch)
         step = active & (pq < 0)
         alpha = torch.where(step, rz / torch.where(step, -pq, 1.0), 0.0)  # converged systems stay put
         u.addcmul_(alpha, p)
         r.addcmul_(alpha, q)
         torch.mul(r, inv, out=z)
-        rz_new = _dot(r, z)
+        rz_new = _dot(r, z, scratch)
         beta = torch.where(step, rz_new / torch.where(step, rz, 1.0), 0.0)
-        p.mul_(beta).add_(z)
+        torch.addcmul(z, beta, p, out=p)
         rz = torch.where(step, rz_new, rz)
         it += 1
     return torch.where(removed[:, None], u[..., 1:-1, 1:-1], x)
