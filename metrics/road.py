@@ -199,9 +199,10 @@ def _multigrid_cg(u: torch.Tensor, r: torch.Tensor, removed: torch.Tensor, limit
 def _linear_impute(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     """The noise-free imputation in float64: [B, C, H, W] with every removed pixel solved for.
 
-    Every vector of the iteration lives on the zero-padded [B, C, H+2, W+2] grid (contiguous, its
-    border and the known pixels held at zero), so the stencil reads shifted views and the updates
-    and dot products are plain passes over contiguous memory.
+    Every vector of the iteration lives on the zero-padded [B, C, H+2, W+2] grid (contiguous, the
+    border zero), so the stencil reads shifted views and the updates and dot products are plain
+    passes over contiguous memory. u, p and z are zero on known pixels; r and q are not (their
+    values there are never used: every product with them is masked by z, p or the preconditioner).
     """
     b, c, h, w = images.shape
     x = images.to(torch.float64)
