@@ -257,6 +257,32 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, chunk_size: int = 1
     return out
 
 
+def class_scores(model: torch.nn.Module, images: torch.Tensor, classes: torch.Tensor, *,
+                 score: Literal["softmax", "logit"] = "softmax", chunk_size: int = 128,
+                 autocast: Autocast = "off", channels_last: bool = False) -> torch.Tensor:
+    """The model's score of ``classes`` [N] on ready-made inputs [N, 3, H, W], [N] float32.
+
+    The scoring of :func:`perturbation_curves` for inputs that are not substrate pastes (ROAD's
+    imputed images): "softmax" probability or "logit" of each row's class, computed in float32
+    from the logits, in chunks of at most ``chunk_size`` inputs under inference mode.
+    """
+    _check_options(chunk_size, autocast)
+    if score not in ("softmax", "logit"):
+        raise ValueError(f"score must be 'softmax' or 'logit'; got {score!r}")
+    classes = classes.to(device=images.device, dtype=torch.long)
+    out = torch.empty(images.shape[0], dtype=torch.float32, device=images.device)
+    with _forward_context(images.device, autocast):
+        for start in range(0, images.shape[0], chunk_size):
+            x = images[start:start + chunk_size]
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x).float()
+            picked = classes[start:start + chunk_size].unsqueeze(1)
+            s = logits.gather(1, picked) if score == "logit" else logits.softmax(1).gather(1, picked)
+            out[start:start + chunk_size] = s.squeeze(1)
+    return out
+
+
 def perturbation_curves(
     model: torch.nn.Module,
     images: torch.Tensor,
