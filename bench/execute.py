@@ -26,10 +26,11 @@ from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split, Splits
 from xaibench.distributed import World
 from xaibench.io import config_hash, from_half, load_checked, save_checked, to_half, write_json
+from xaibench.metrics.perturbation import CurveMetric, CurveRequest
 from xaibench.models import TrainedModel, obtain_model
 from xaibench.modelstate import eval_mode
 from xaibench.plan import Cell, Plan, is_cached
-from xaibench.plugins import Method, Metric, build
+from xaibench.plugins import Method, Metric, MetricOutput, build
 from xaibench.registry import DATASETS, METHODS, METRICS
 from xaibench.seeding import seeded_global_rng
 
@@ -297,10 +298,32 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
 # -- score --------------------------------------------------------------------------------------
 
 
+Curves = dict[CurveRequest, dict[int, torch.Tensor]]  # the curves of one explain cell, per shard
+
+
+def evaluate(metric: Metric, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+             maps: torch.Tensor, masks: torch.Tensor | None, *, shard: int, curves: Curves,
+             extra: dict) -> MetricOutput:
+    """One shard of a score cell. A metric made of engine curves takes each curve from
+    ``curves`` when another metric of the same explain cell asked for it already (the request
+    is the curve's key), else computes and keeps it there."""
+    if not isinstance(metric, CurveMetric):
+        return metric.evaluate(model, images, targets, maps, masks, **extra)
+    got = {}
+    for name, request in metric.requests(*images.shape[2:]).items():
+        per_shard = curves.setdefault(request, {})
+        if shard not in per_shard:
+            per_shard[shard] = request.compute(model, images, maps, targets)
+        got[name] = per_shard[shard]
+    return metric.from_curves(got)
+
+
 def score(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, shards: dict[int, dict], *,
-          device: torch.device, world: World) -> Scored | None:
+          device: torch.device, world: World, curves: Curves) -> Scored | None:
     """A score cell: read on rank 0 when cached, else every rank scores its shards and rank 0
-    gathers them in test-image order and caches the cell. None on the other ranks."""
+    gathers them in test-image order and caches the cell. None on the other ranks. Curves
+    computed for an earlier metric of the same explain cell are reused: their forward passes
+    count for the metric that computed them, and zero for this one."""
     check_interrupted()
     cached = world.broadcast(is_cached(cell) if world.main else None)
     if cached:
@@ -316,8 +339,8 @@ def score(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, shards: 
     with measured(model, device) as cost, eval_mode(model):
         for i, shard in shards.items():
             images, _, masks = split.batch(slice(i * bs, (i + 1) * bs), device)
-            out = metric.evaluate(model, images, shard["targets"].to(device),
-                                  from_half(shard).to(device), masks, **extra)
+            out = evaluate(metric, model, images, shard["targets"].to(device), from_half(shard).to(device),
+                           masks, shard=i, curves=curves, extra=extra)
             mine[i] = ({k: v.detach().float().cpu() for k, v in out.scores.items()},
                        {k: v.detach().float().cpu() for k, v in out.curves.items()})
     parts = world.gather((mine, cost[0]))
@@ -372,10 +395,11 @@ def execute(plan: Plan, world: World, *, progress: bool = True) -> Results:
                 shards, explained = explain(plan, explain_cell, trained.model, splits.test, device=device,
                                             world=world, gallery=results.gallery, progress=progress)
             results.explained += [explained] if explained else []
+            curves: Curves = {}
             for score_cell in plan.below(explain_cell, "score"):
                 with timed(timings, "score_s"):
                     scored = score(plan, score_cell, trained.model, splits.test, shards,
-                                   device=device, world=world)
+                                   device=device, world=world, curves=curves)
                 results.scored += [scored] if scored else []
     return results
 

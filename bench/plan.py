@@ -125,6 +125,31 @@ def run_threads(setting: int) -> int:
     return torch.get_num_threads()
 
 
+def curve_keys(metric: Any, image_size: tuple[int, int]) -> dict[str, dict[str, str]]:
+    """{"curves": {name: curve key}} for a metric made of engine curves (else {}): the planner's
+    grouping of perturbation requests. Score cells of one explain cell that name the same curve
+    key share one engine call (the executor computes each distinct request once)."""
+    requests = getattr(metric, "requests", None)
+    if requests is None:
+        return {}
+    return {"curves": {name: keys.digest({"type": type(r).__name__, **asdict(r)})
+                       for name, r in requests(*image_size).items()}}
+
+
+def shared_curves(plan: Plan, todo: set[str]) -> dict[str, list[str]]:
+    """Score cell -> the earlier score cells of the same explain cell whose curves it reuses,
+    among the cells ``todo`` (to compute in this run)."""
+    out: dict[str, list[str]] = {}
+    for explain in plan.of_kind("explain"):
+        seen: dict[str, str] = {}
+        for cell in (c for c in plan.below(explain, "score") if c.name in todo):
+            for key in cell.record.get("curves", {}).values():
+                if key in seen and seen[key] not in out.get(cell.name, []):
+                    out.setdefault(cell.name, []).append(seen[key])
+                seen.setdefault(key, cell.name)
+    return out
+
+
 def _cell(kind: Kind, name: str, record: dict, path_of: Any, deps: tuple[str, ...] = ()) -> Cell:
     key = keys.digest(record)
     return Cell(kind, name, key, record, path_of(key), deps)
@@ -156,6 +181,7 @@ def plan(config: Config) -> Plan:
                  lambda k: cache / "data" / k)
     cells = [data]
     methods = {s.id: (s, build(METHODS.get(s.plugin), s.as_dict())) for s in config.methods}
+    metrics = {s.id: build(METRICS.get(s.plugin), s.as_dict()) for s in config.metrics}
     executor = keys.code_identity(EXECUTOR)
     for model_cfg in config.models:
         mid = model_cfg.id
@@ -177,7 +203,8 @@ def plan(config: Config) -> Plan:
                 sname = f"{name}/{mspec.id}"
                 cells.append(_cell("score", sname, {
                     "kind": "score", "metric": plugin_record(mspec, METRICS), "executor": executor,
-                    "explain": explain.key, "batch_size": run.batch_size, **compute},
+                    "explain": explain.key, "batch_size": run.batch_size, **compute,
+                    **curve_keys(metrics[mspec.id], dataset.image_size)},
                     lambda k, n=sname: cache / "scores" / f"{n.replace('/', '-')}-{k}.pt", (explain.name,)))
     return Plan(config=config, run_id=run_id, run_dir=dataset_dir / run_id, cache_dir=cache,
                 device=device, threads=threads, cells=tuple(cells))
@@ -230,9 +257,11 @@ def describe(plan: Plan) -> list[str]:
     newest cached cell of the same name ("model resnet18: model.settings.stem 'auto' ->
     'imagenet'"). An upstream key that changed is reported as that cell's name."""
     names = {c.key: c.name for c in plan.cells}
+    cached = {c.name for c in plan.cells if is_cached(c)}
+    shared = shared_curves(plan, {c.name for c in plan.cells} - cached)
     lines = []
     for cell in plan.cells:
-        if is_cached(cell):
+        if cell.name in cached:
             lines.append(f"reuse    {cell.kind:<8} {cell.name}")
             continue
         line = f"compute  {cell.kind:<8} {cell.name}"
@@ -240,6 +269,8 @@ def describe(plan: Plan) -> list[str]:
         if old is not None:
             changes = [_readable(c, names) for c in keys.differences(old, cell.record)]
             line += ": " + "; ".join(changes)
+        if cell.name in shared:
+            line += f" (curves shared with {', '.join(shared[cell.name])})"
         lines.append(line)
     return lines
 

@@ -7,6 +7,7 @@ the plugin checks ranges in ``__init__`` with :func:`check_range` / :func:`check
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import types
 import typing
@@ -122,8 +123,10 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
 
 
 def parameters(cls: type) -> dict[str, tuple[Any, Any]]:
-    """The keyword-only hyperparameters of ``cls``: name -> (type hint, default)."""
-    hints = typing.get_type_hints(cls.__init__)
+    """The keyword-only hyperparameters of ``cls``: name -> (type hint, default). A dataclass's
+    hints are resolved per field in the module of the class that declares it (inherited
+    settings, e.g. the perturbation engine's, keep their own module's names)."""
+    hints = typing.get_type_hints(cls if dataclasses.is_dataclass(cls) else cls.__init__)
     params = {}
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if p.kind is inspect.Parameter.KEYWORD_ONLY:

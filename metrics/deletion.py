@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from xaibench.metrics.aopc import check_blur, check_blur_fits
 from xaibench.metrics.perturbation import (
-    Autocast,
+    CurveMetric,
+    CurveRequest,
+    EngineSettings,
     Score,
     SubstrateName,
     auc,
-    perturbation_curves,
-    predict,
+    check_blur_fits,
+    score_targets,
 )
-from xaibench.plugins import Metric, MetricOutput, ParamError, check_range
+from xaibench.plugins import MetricOutput, ParamError, check_range
 from xaibench.registry import METRICS
+
+__all__ = ["Deletion", "check_step", "pixel_steps", "score_targets"]
 
 
 def pixel_steps(height: int, width: int, step: int) -> int:
@@ -30,19 +34,9 @@ def check_step(step: int, height: int, width: int) -> None:
         raise ParamError("step", f"{step} exceeds the {height * width} pixels of {height}x{width} images")
 
 
-def score_targets(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, score: Score,
-                  *, chunk_size: int, autocast: Autocast, channels_last: bool
-                  ) -> tuple[torch.Tensor, Score]:
-    """(targets, engine score) that score ``score`` relative to the clean ``images``: "predicted"
-    becomes the softmax of the class the model predicts on them."""
-    if score != "predicted":
-        return targets, score
-    return predict(model, images, chunk_size=chunk_size, autocast=autocast,
-                   channels_last=channels_last), "softmax"
-
-
 @METRICS.register("deletion")
-class Deletion(Metric):
+@dataclass(frozen=True, kw_only=True)
+class Deletion(EngineSettings, CurveMetric):
     """RISE deletion AUC: pixels removed most relevant first, ``step`` at a time.
 
     Petsiuk, Das and Saenko, "RISE: Randomized input sampling for explanation of black-box
@@ -60,60 +54,28 @@ class Deletion(Metric):
         step: pixels removed per step (RISE: 224 on 224 x 224 images).
         substrate: "mean" (default), "black", "white", "gray", "blur" or "uniform" (noise drawn
             once per image from ``seed``).
-        blur_kernel: odd kernel size of the "blur" substrate.
-        blur_sigma: standard deviation of the "blur" substrate.
         score: "predicted" (RISE), "softmax" of the run's target class, or its "logit".
-        seed: seeds the "uniform" substrate (afresh for each batch; never the global RNG).
-        chunk_size: the most perturbed images the model sees in one forward pass.
-        autocast: "off" (fp32), "bf16" or "fp16" forward passes.
-        channels_last: feed channels-last inputs (a CUDA speed-up for convnets).
+        blur_kernel, blur_sigma, seed, chunk_size, autocast, channels_last: the engine's options
+            (:class:`~xaibench.metrics.perturbation.EngineSettings`).
     """
 
     higher_is_better = False
 
-    def __init__(
-        self,
-        *,
-        step: int = 224,
-        substrate: SubstrateName = "mean",
-        blur_kernel: int = 11,
-        blur_sigma: float = 5.0,
-        score: Score = "predicted",
-        seed: int = 0,
-        chunk_size: int = 128,
-        autocast: Autocast = "off",
-        channels_last: bool = False,
-    ) -> None:
-        check_range("step", step, low=1)
-        check_range("chunk_size", chunk_size, low=1)
-        check_blur(blur_kernel, blur_sigma)
-        self.step = step
-        self.substrate = substrate
-        self.blur_kernel = blur_kernel
-        self.blur_sigma = blur_sigma
-        self.score = score
-        self.seed = seed
-        self.chunk_size = chunk_size
-        self.autocast = autocast
-        self.channels_last = channels_last
+    step: int = 224
+    substrate: SubstrateName = "mean"
+    score: Score = "predicted"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("step", self.step, low=1)
 
     def check_image_size(self, height: int, width: int) -> None:
         check_step(self.step, height, width)
         check_blur_fits(self.substrate, self.blur_kernel, height, width)
 
-    def evaluate(
-        self,
-        model: torch.nn.Module,
-        images: torch.Tensor,
-        targets: torch.Tensor,
-        attributions: torch.Tensor,
-        masks: torch.Tensor | None,
-    ) -> MetricOutput:
-        h, w = images.shape[2:]
-        curves = perturbation_curves(
-            model, images, attributions, targets, patch_size=1, patches_per_step=self.step,
-            steps=pixel_steps(h, w, self.step), order="morf", substrate=self.substrate,
-            score=self.score, chunk_size=self.chunk_size,
-            generator=torch.Generator().manual_seed(self.seed), blur_kernel=self.blur_kernel,
-            blur_sigma=self.blur_sigma, autocast=self.autocast, channels_last=self.channels_last)
-        return MetricOutput(scores={"deletion": auc(curves)}, curves={"curve": curves})
+    def requests(self, height: int, width: int) -> dict[str, CurveRequest]:
+        return {"curve": self.request(patch_size=1, patches_per_step=self.step,
+                                      steps=pixel_steps(height, width, self.step))}
+
+    def from_curves(self, curves: dict[str, torch.Tensor]) -> MetricOutput:
+        return MetricOutput(scores={"deletion": auc(curves["curve"])}, curves={"curve": curves["curve"]})

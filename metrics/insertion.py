@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from xaibench.metrics.aopc import check_blur, check_blur_fits
-from xaibench.metrics.deletion import check_step, pixel_steps, score_targets
+from xaibench.metrics.deletion import check_step, pixel_steps
 from xaibench.metrics.perturbation import (
-    Autocast,
+    CurveMetric,
+    CurveRequest,
+    EngineSettings,
     Score,
     SubstrateName,
     auc,
-    make_substrate,
-    perturbation_curves,
+    check_blur_fits,
 )
-from xaibench.plugins import Metric, MetricOutput, check_range
+from xaibench.plugins import MetricOutput, check_range
 from xaibench.registry import METRICS
 
 
 @METRICS.register("insertion")
-class Insertion(Metric):
+@dataclass(frozen=True, kw_only=True)
+class Insertion(EngineSettings, CurveMetric):
     """RISE insertion AUC: clean pixels put back most relevant first, ``step`` at a time.
 
     Petsiuk, Das and Saenko, "RISE: Randomized input sampling for explanation of black-box
@@ -32,66 +35,31 @@ class Insertion(Metric):
 
     Args:
         step: pixels inserted per step (RISE: 224 on 224 x 224 images).
-        substrate: the start image: "blur" (default), "black", "white", "gray", "mean" or
-            "uniform" (noise drawn once per image from ``seed``).
-        blur_kernel: odd kernel size of the "blur" start image (RISE: 11).
-        blur_sigma: its standard deviation in pixels (RISE: 5).
+        substrate: the start image: "blur" (default; ``blur_kernel`` 11, ``blur_sigma`` 5 as
+            RISE), "black", "white", "gray", "mean" or "uniform" (noise drawn once per image
+            from ``seed``).
         score: "predicted" (RISE), "softmax" of the run's target class, or its "logit".
-        seed: seeds the "uniform" substrate (afresh for each batch; never the global RNG).
-        chunk_size: the most perturbed images the model sees in one forward pass.
-        autocast: "off" (fp32), "bf16" or "fp16" forward passes.
-        channels_last: feed channels-last inputs (a CUDA speed-up for convnets).
+        blur_kernel, blur_sigma, seed, chunk_size, autocast, channels_last: the engine's options
+            (:class:`~xaibench.metrics.perturbation.EngineSettings`).
     """
 
     higher_is_better = True
 
-    def __init__(
-        self,
-        *,
-        step: int = 224,
-        substrate: SubstrateName = "blur",
-        blur_kernel: int = 11,
-        blur_sigma: float = 5.0,
-        score: Score = "predicted",
-        seed: int = 0,
-        chunk_size: int = 128,
-        autocast: Autocast = "off",
-        channels_last: bool = False,
-    ) -> None:
-        check_range("step", step, low=1)
-        check_range("chunk_size", chunk_size, low=1)
-        check_blur(blur_kernel, blur_sigma)
-        self.step = step
-        self.substrate = substrate
-        self.blur_kernel = blur_kernel
-        self.blur_sigma = blur_sigma
-        self.score = score
-        self.seed = seed
-        self.chunk_size = chunk_size
-        self.autocast = autocast
-        self.channels_last = channels_last
+    step: int = 224
+    substrate: SubstrateName = "blur"
+    score: Score = "predicted"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("step", self.step, low=1)
 
     def check_image_size(self, height: int, width: int) -> None:
         check_step(self.step, height, width)
         check_blur_fits(self.substrate, self.blur_kernel, height, width)
 
-    def evaluate(
-        self,
-        model: torch.nn.Module,
-        images: torch.Tensor,
-        targets: torch.Tensor,
-        attributions: torch.Tensor,
-        masks: torch.Tensor | None,
-    ) -> MetricOutput:
-        h, w = images.shape[2:]
-        start = make_substrate(model, images, self.substrate, blur_kernel=self.blur_kernel,
-                               blur_sigma=self.blur_sigma,
-                               generator=torch.Generator().manual_seed(self.seed))
-        chosen, score = score_targets(model, images, targets, self.score, chunk_size=self.chunk_size,
-                                      autocast=self.autocast, channels_last=self.channels_last)
-        curves = perturbation_curves(
-            model, start.expand_as(images), attributions, chosen, patch_size=1,
-            patches_per_step=self.step, steps=pixel_steps(h, w, self.step), order="morf",
-            substrate=images, score=score, chunk_size=self.chunk_size, autocast=self.autocast,
-            channels_last=self.channels_last)
-        return MetricOutput(scores={"insertion": auc(curves)}, curves={"curve": curves})
+    def requests(self, height: int, width: int) -> dict[str, CurveRequest]:
+        return {"curve": self.request(patch_size=1, patches_per_step=self.step, insertion=True,
+                                      steps=pixel_steps(height, width, self.step))}
+
+    def from_curves(self, curves: dict[str, torch.Tensor]) -> MetricOutput:
+        return MetricOutput(scores={"insertion": auc(curves["curve"])}, curves={"curve": curves["curve"]})

@@ -31,10 +31,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from xaibench.plugins import Metric, MetricOutput, ParamError, check_range
 
 Order = Literal["morf", "lerf", "random"]
 Score = Literal["softmax", "predicted", "logit"]
@@ -147,23 +151,14 @@ def mean_colour(model: torch.nn.Module, device: torch.device) -> torch.Tensor:
 
 
 def gaussian_blur(images: torch.Tensor, *, kernel: int, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [B, C, H, W] with reflect padding (torchvision's rule).
-
-    The kernel is exp(-x^2 / (2 sigma^2)) at x = -(k-1)/2 .. (k-1)/2, normalised to sum 1.
-    """
+    """Gaussian blur of [B, C, H, W] (torchvision's ``gaussian_blur``: separable, reflect padding;
+    the kernel is exp(-x^2 / (2 sigma^2)) at x = -(k-1)/2 .. (k-1)/2, normalised to sum 1)."""
     if kernel % 2 != 1:
         raise ValueError(f"blur kernel must be odd, got {kernel}")
     if kernel // 2 >= min(images.shape[2:]):
         raise ValueError(f"a {kernel}x{kernel} blur kernel needs images larger than {kernel // 2} "
                          f"pixels a side (reflect padding); got {tuple(images.shape[2:])}")
-    x = torch.arange(kernel, device=images.device, dtype=torch.float32) - (kernel - 1) / 2
-    k1 = torch.exp(-0.5 * (x / sigma) ** 2)
-    k1 = (k1 / k1.sum()).to(images.dtype)
-    c = images.shape[1]
-    half = kernel // 2
-    padded = F.pad(images, (half, half, half, half), mode="reflect")
-    out = F.conv2d(padded, k1.view(1, 1, 1, kernel).expand(c, 1, 1, kernel), groups=c)
-    return F.conv2d(out, k1.view(1, 1, kernel, 1).expand(c, 1, kernel, 1), groups=c)
+    return TF.gaussian_blur(images, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
 
 
 def make_substrate(
@@ -392,3 +387,132 @@ def auc(curves: torch.Tensor) -> torch.Tensor:
     if n < 2:
         raise ValueError("an AUC needs at least 2 points per curve")
     return (curves.sum(1) - curves[:, 0] / 2 - curves[:, -1] / 2) / (n - 1)
+
+
+# -- what perturbation metrics ask of the engine ------------------------------------------------
+
+
+def check_blur(kernel: int, sigma: float) -> None:
+    """Raise ParamError unless the blur kernel is odd and positive and sigma positive."""
+    if kernel < 1 or kernel % 2 == 0:
+        raise ParamError("blur_kernel", f"must be an odd number >= 1, got {kernel}")
+    if sigma <= 0:
+        raise ParamError("blur_sigma", f"must be > 0, got {sigma}")
+
+
+def check_blur_fits(substrate: str, kernel: int, height: int, width: int) -> None:
+    """Raise ParamError when a "blur" substrate's kernel is too large for reflect padding."""
+    if substrate == "blur" and kernel // 2 >= min(height, width):
+        raise ParamError("blur_kernel", f"{kernel} is too large for {height}x{width} images; use at "
+                                        f"most {2 * min(height, width) - 1}")
+
+
+def score_targets(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, score: Score,
+                  *, chunk_size: int, autocast: Autocast, channels_last: bool
+                  ) -> tuple[torch.Tensor, Score]:
+    """(targets, engine score) that score ``score`` relative to the clean ``images``: "predicted"
+    becomes the softmax of the class the model predicts on them."""
+    if score != "predicted":
+        return targets, score
+    return predict(model, images, chunk_size=chunk_size, autocast=autocast,
+                   channels_last=channels_last), "softmax"
+
+
+@dataclass(frozen=True)
+class CurveRequest:
+    """One engine call, everything but the data. Equal requests on the same maps give the same
+    curve, so a run computes a curve once however many metrics ask for it: the request is the
+    curve's key. ``insertion`` starts from the substrate and puts the clean pixels back (RISE
+    insertion); otherwise the substrate replaces the ranked patches."""
+
+    patch_size: int
+    steps: int
+    order: Order = "morf"
+    patches_per_step: int = 1
+    substrate: SubstrateName = "black"
+    blur_kernel: int = 11
+    blur_sigma: float = 5.0
+    score: Score = "softmax"
+    seed: int = 0
+    chunk_size: int = 128
+    autocast: Autocast = "off"
+    channels_last: bool = False
+    insertion: bool = False
+
+    def compute(self, model: torch.nn.Module, images: torch.Tensor, attributions: torch.Tensor,
+                targets: torch.Tensor) -> torch.Tensor:
+        """The curves [B, steps + 1] (:func:`perturbation_curves`)."""
+        options = dict(chunk_size=self.chunk_size, autocast=self.autocast, channels_last=self.channels_last)
+        geometry = dict(patch_size=self.patch_size, steps=self.steps, order=self.order,
+                        patches_per_step=self.patches_per_step)
+        generator = torch.Generator().manual_seed(self.seed)
+        if not self.insertion:
+            return perturbation_curves(model, images, attributions, targets, **geometry,
+                                       substrate=self.substrate, score=self.score, generator=generator,
+                                       blur_kernel=self.blur_kernel, blur_sigma=self.blur_sigma, **options)
+        start = make_substrate(model, images, self.substrate, blur_kernel=self.blur_kernel,
+                               blur_sigma=self.blur_sigma, generator=generator)
+        chosen, score = score_targets(model, images, targets, self.score, **options)
+        return perturbation_curves(model, start.expand_as(images), attributions, chosen, **geometry,
+                                   substrate=images, score=score, **options)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineSettings:
+    """The engine options every patch-perturbation metric takes, declared once (a metric's own
+    parameters are the fields it adds). See :func:`perturbation_curves`.
+
+    Args:
+        substrate: what replaces a patch: "black", "white", "gray" (0.5), "mean" (the model's
+            normalisation mean colour), "blur" (the image blurred) or "uniform" (per-pixel
+            U(0,1) RGB noise, drawn once per image from ``seed``).
+        blur_kernel: odd kernel size of the "blur" substrate.
+        blur_sigma: standard deviation (pixels) of the "blur" substrate.
+        score: "softmax" probability of the run's target class, "predicted": of the class
+            predicted on the clean image, or the target's "logit".
+        seed: seeds the "uniform" substrate (a generator seeded afresh for each batch, so the
+            noise of an image depends on its position in its batch, never on the global RNG).
+        chunk_size: the most perturbed images the model sees in one forward pass.
+        autocast: "off" (fp32), "bf16" or "fp16" forward passes (a CUDA speed-up).
+        channels_last: feed channels-last inputs (a CUDA speed-up for convnets).
+    """
+
+    substrate: SubstrateName = "black"
+    blur_kernel: int = 11
+    blur_sigma: float = 5.0
+    score: Score = "softmax"
+    seed: int = 0
+    chunk_size: int = 128
+    autocast: Autocast = "off"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        check_range("chunk_size", self.chunk_size, low=1)
+        check_blur(self.blur_kernel, self.blur_sigma)
+
+    def request(self, *, patch_size: int, steps: int, order: Order = "morf", patches_per_step: int = 1,
+                insertion: bool = False) -> CurveRequest:
+        """A :class:`CurveRequest` with these settings and the given geometry."""
+        engine = {f.name: getattr(self, f.name) for f in fields(EngineSettings)}
+        return CurveRequest(patch_size=patch_size, steps=steps, order=order,
+                            patches_per_step=patches_per_step, insertion=insertion, **engine)
+
+
+class CurveMetric(Metric):
+    """A metric computed from engine curves only: it names the curves it needs
+    (:meth:`requests`) and turns them into scores (:meth:`from_curves`). The runner computes each
+    distinct request once per (model, method) and shares it between metrics."""
+
+    def requests(self, height: int, width: int) -> dict[str, CurveRequest]:
+        """Curve name -> request, for images of this size."""
+        raise NotImplementedError
+
+    def from_curves(self, curves: dict[str, torch.Tensor]) -> MetricOutput:
+        """Scores (and the curves to report) from the requested curves, each [B, steps + 1]."""
+        raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                 attributions: torch.Tensor, masks: torch.Tensor | None) -> MetricOutput:
+        requests = self.requests(*images.shape[2:])
+        return self.from_curves({name: r.compute(model, images, attributions, targets)
+                                 for name, r in requests.items()})

@@ -33,8 +33,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from xaibench.metrics.deletion import score_targets
-from xaibench.metrics.perturbation import Autocast, Score, class_scores, step_map
+from xaibench.metrics.perturbation import Autocast, Score, class_scores, score_targets, step_map
 from xaibench.plugins import Metric, MetricOutput, ParamError, check_range
 from xaibench.registry import METRICS
 

@@ -66,7 +66,8 @@ def alternatives(hint, value) -> list:
     if hint is bool:
         return [not value]
     if hint is int:
-        return [1, 2] if value is None else [v for v in (value + 1, value + 2, value * 2, value - 1) if v != value]
+        candidates = (1, 2) if value is None else (value + 1, value + 2, value * 2, value - 1)
+        return [v for v in candidates if v != value]
     if hint is float:
         return [0.5, 0.25] if value is None else [v for v in (value * 0.5, value + 0.1, 0.5) if v != value]
     if origin is tuple and value:
