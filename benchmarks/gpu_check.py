@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 STEPS: list[tuple[str, list[str], int]] = [
     ("device", [PY, "-c", "import torch; print(torch.cuda.get_device_name(0), 'torch', torch.__version__, "
-                          "'cuda', torch.version.cuda)"], 60),
-    ("CUDA-marked tests", [PY, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], 150),
+                          "'cuda', torch.version.cuda)"], 30),
+    ("CUDA-marked tests", [PY, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], 120),
     ("engine vs quantus, ResNet50 224 px",
      [PY, "benchmarks/engine.py", "--case", "cuda", "--repeat", "2"], 150),
     ("ROAD imputation, batched vs reference", [PY, "benchmarks/road.py", "--device", "cuda"], 90),

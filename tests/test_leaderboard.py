@@ -89,7 +89,8 @@ def test_quick_run_writes_every_metric_column(tmp_path):
     sets = ["metrics.aopc.steps=2", "run.bootstrap=100", "metrics.deletion={step=128}",
             "metrics.insertion={step=128, substrate='blur', blur_kernel=5, blur_sigma=2.0}",
             "metrics.pompom={}", "metrics.pointing_game={}", "metrics.relevance_mass={}",
-            "metrics.relevance_rank={}", "metrics.sparseness={}", "metrics.road={percentages=[0.3, 0.6]}"]
+            "metrics.relevance_rank={}", "metrics.sparseness={}", "metrics.road={percentages=[0.3, 0.6]}",
+            "metrics.mprt={stages=2}"]
     args = ["run", "quick", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]
     for s in sets:
         args += ["--set", s]
@@ -102,11 +103,12 @@ def test_quick_run_writes_every_metric_column(tmp_path):
         assert board[f"{column}_direction"].iloc[0] == direction, column
     curves = pd.read_csv(run_dir / "curves.csv")
     assert set(curves["curve"]) == {"aopc_morf", "aopc_lerf", "deletion_curve", "insertion_curve",
-                                    "road_morf", "road_lerf"}
+                                    "road_morf", "road_lerf", "mprt_spearman", "mprt_ssim"}
     assert curves.groupby("curve")["step"].max().to_dict() == {
         "aopc_morf": 2, "aopc_lerf": 2, "deletion_curve": 8, "insertion_curve": 8, "road_morf": 2,
-        "road_lerf": 2}
-    for curve in ("aopc_morf", "aopc_lerf", "deletion_curve", "insertion_curve", "road_morf", "road_lerf"):
+        "road_lerf": 2, "mprt_spearman": 2, "mprt_ssim": 2}
+    for curve in ("aopc_morf", "aopc_lerf", "deletion_curve", "insertion_curve", "road_morf", "road_lerf",
+                  "mprt_spearman"):
         assert (run_dir / "plots" / f"{curve}.png").exists()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["metrics"]["insertion"]["blur_kernel"] == 5
