@@ -418,45 +418,6 @@ def score_targets(model: torch.nn.Module, images: torch.Tensor, targets: torch.T
                    channels_last=channels_last), "softmax"
 
 
-@dataclass(frozen=True)
-class CurveRequest:
-    """One engine call, everything but the data. Equal requests on the same maps give the same
-    curve, so a run computes a curve once however many metrics ask for it: the request is the
-    curve's key. ``insertion`` starts from the substrate and puts the clean pixels back (RISE
-    insertion); otherwise the substrate replaces the ranked patches."""
-
-    patch_size: int
-    steps: int
-    order: Order = "morf"
-    patches_per_step: int = 1
-    substrate: SubstrateName = "black"
-    blur_kernel: int = 11
-    blur_sigma: float = 5.0
-    score: Score = "softmax"
-    seed: int = 0
-    chunk_size: int = 128
-    autocast: Autocast = "off"
-    channels_last: bool = False
-    insertion: bool = False
-
-    def compute(self, model: torch.nn.Module, images: torch.Tensor, attributions: torch.Tensor,
-                targets: torch.Tensor) -> torch.Tensor:
-        """The curves [B, steps + 1] (:func:`perturbation_curves`)."""
-        options = dict(chunk_size=self.chunk_size, autocast=self.autocast, channels_last=self.channels_last)
-        geometry = dict(patch_size=self.patch_size, steps=self.steps, order=self.order,
-                        patches_per_step=self.patches_per_step)
-        generator = torch.Generator().manual_seed(self.seed)
-        if not self.insertion:
-            return perturbation_curves(model, images, attributions, targets, **geometry,
-                                       substrate=self.substrate, score=self.score, generator=generator,
-                                       blur_kernel=self.blur_kernel, blur_sigma=self.blur_sigma, **options)
-        start = make_substrate(model, images, self.substrate, blur_kernel=self.blur_kernel,
-                               blur_sigma=self.blur_sigma, generator=generator)
-        chosen, score = score_targets(model, images, targets, self.score, **options)
-        return perturbation_curves(model, start.expand_as(images), attributions, chosen, **geometry,
-                                   substrate=images, score=score, **options)
-
-
 @dataclass(frozen=True, kw_only=True)
 class EngineSettings:
     """The engine options every patch-perturbation metric takes, declared once (a metric's own
@@ -496,6 +457,37 @@ class EngineSettings:
         engine = {f.name: getattr(self, f.name) for f in fields(EngineSettings)}
         return CurveRequest(patch_size=patch_size, steps=steps, order=order,
                             patches_per_step=patches_per_step, insertion=insertion, **engine)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurveRequest(EngineSettings):
+    """One engine call, everything but the data. Equal requests on the same maps give the same
+    curve, so a run computes a curve once however many metrics ask for it: the request is the
+    curve's key. ``insertion`` starts from the substrate and puts the clean pixels back (RISE
+    insertion); otherwise the substrate replaces the ranked patches."""
+
+    patch_size: int
+    steps: int
+    order: Order = "morf"
+    patches_per_step: int = 1
+    insertion: bool = False
+
+    def compute(self, model: torch.nn.Module, images: torch.Tensor, attributions: torch.Tensor,
+                targets: torch.Tensor) -> torch.Tensor:
+        """The curves [B, steps + 1] (:func:`perturbation_curves`)."""
+        options = dict(chunk_size=self.chunk_size, autocast=self.autocast, channels_last=self.channels_last)
+        geometry = dict(patch_size=self.patch_size, steps=self.steps, order=self.order,
+                        patches_per_step=self.patches_per_step)
+        generator = torch.Generator().manual_seed(self.seed)
+        if not self.insertion:
+            return perturbation_curves(model, images, attributions, targets, **geometry,
+                                       substrate=self.substrate, score=self.score, generator=generator,
+                                       blur_kernel=self.blur_kernel, blur_sigma=self.blur_sigma, **options)
+        start = make_substrate(model, images, self.substrate, blur_kernel=self.blur_kernel,
+                               blur_sigma=self.blur_sigma, generator=generator)
+        chosen, score = score_targets(model, images, targets, self.score, **options)
+        return perturbation_curves(model, start.expand_as(images), attributions, chosen, **geometry,
+                                   substrate=images, score=score, **options)
 
 
 class CurveMetric(Metric):
