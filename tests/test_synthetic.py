@@ -1,7 +1,6 @@
-import torch
-
 import numpy as np
 import pytest
+import torch
 
 from xaibench.datasets.synthetic import DISTRACTORS, Synthetic, circumradius_box, generate
 
@@ -103,8 +102,8 @@ def test_circumradius_box_holds_the_tight_box(simplified):
 
 
 def test_box_option(tmp_path):
-    tight = Synthetic(image_size=32, n_train=4, n_val=4, n_test=4, radius=(3, 6)).load(cache_dir=tmp_path, seed=0)
-    circ = Synthetic(image_size=32, n_train=4, n_val=4, n_test=4, radius=(3, 6),
-                     box="circumradius").load(cache_dir=tmp_path, seed=0)
+    kw = dict(image_size=32, n_train=4, n_val=4, n_test=4, radius=(3, 6))
+    tight = Synthetic(**kw).load(cache_dir=tmp_path, seed=0)
+    circ = Synthetic(**kw, box="circumradius").load(cache_dir=tmp_path, seed=0)
     assert torch.equal(tight.test.images, circ.test.images)
     assert (tight.test.masks <= circ.test.masks).all() and not torch.equal(tight.test.masks, circ.test.masks)

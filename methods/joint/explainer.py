@@ -46,7 +46,8 @@ class Explainer(nn.Module):
             :func:`upsampler`.
     """
 
-    def __init__(self, *, init_bias: float = 3.0, upsample: Literal["transpose", "resize"] = "transpose") -> None:
+    def __init__(self, *, init_bias: float = 3.0,
+                 upsample: Literal["transpose", "resize"] = "transpose") -> None:
         super().__init__()
         self.enc1, self.enc2, self.enc3 = ConvMod(3, 32), ConvMod(32, 64), ConvMod(64, 128)
         self.pool = nn.MaxPool2d(2)
