@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ import torch
 from xaibench import config as xconfig
 from xaibench.execute import load_data, load_model
 from xaibench.methods.joint.train import JointModelConfig
+from xaibench.metrics.pompom import pompom
 from xaibench.metrics.relevance_mass import relevance_mass
 from xaibench.plan import plan
 
@@ -53,7 +55,9 @@ def main() -> None:
         splits, _ = load_data(the_plan)  # as a run: the same cells, keys and caches
         if splits.test.masks is None:
             raise SystemExit(f"{cfg.dataset.plugin} has no masks: nothing to localise against")
+        start = time.perf_counter()
         trained = load_model(the_plan, the_plan.get(args.model), splits, device)
+        train_s = time.perf_counter() - start
     model, history = trained.model, trained.history
     print(f"{args.model} ({model_cfg.arch}, {model_cfg.loss}) on {args.config} {' '.join(args.set)}")
     print("phase epoch  train_acc  val_acc  val_mass")
@@ -63,10 +67,15 @@ def main() -> None:
     with torch.no_grad():
         z = torch.cat([model.explain(images)[:, 0].cpu()
                        for images, _, _ in splits.test.batches(cfg.run.batch_size, device=device)])
-    mass = relevance_mass(z, splits.test.masks, positive_only=False)
+    masks = splits.test.masks
+    mass = relevance_mass(z, masks, positive_only=False)
+    mass75 = relevance_mass(z, masks, positive_only=False, threshold=0.75)
+    pom = pompom(z, masks, images="positives")
     print(f"test accuracy {trained.test_accuracy:.3f}, mean map {z.mean():.3f}, relevance mass "
           f"inside the masks {mass.nanmean():.3f} ({int((~mass.isnan()).sum())} images with a mask), "
-          f"uniform map {splits.test.masks[splits.test.masks.flatten(1).any(1)].float().mean():.3f}")
+          f"uniform map {masks[masks.flatten(1).any(1)].float().mean():.3f}")
+    print(f"RESULT acc={trained.test_accuracy:.3f} mass={mass.nanmean():.3f} mass75={mass75.nanmean():.3f} "
+          f"pompom_pos={pom.nanmean():.3f} train_s={train_s:.0f} threads={args.threads}")
 
 
 if __name__ == "__main__":

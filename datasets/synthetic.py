@@ -44,21 +44,39 @@ def star_vertices(
     return [[pts[i] for i in order]]
 
 
+def circumradius_box(centre: tuple[float, float], radius: float, size: int) -> np.ndarray:
+    """The original xML box of a shape: its centre +- its circumradius r, the 2r square
+    [cx - r, cx + r] x [cy - r, cy + r] clipped to the image -> bool [size, size].
+
+    A pixel (row i, column j) covers [j - 0.5, j + 0.5] x [i - 0.5, i + 0.5]; it is in the box when
+    it overlaps the square: |j - cx| < r + 0.5 and |i - cy| < r + 0.5. The vertices lie at distance
+    r from the centre, so the drawn outline is inside, but for a rasterised pixel at a vertex.
+    """
+    cx, cy = centre
+    rows = np.abs(np.arange(size) - cy) < radius + 0.5
+    cols = np.abs(np.arange(size) - cx) < radius + 0.5
+    return rows[:, None] & cols[None, :]
+
+
 def render(
     shapes: list[tuple[str, tuple[float, float], float, int, int, float]],
     size: int,
     colour: bool,
+    box: Literal["tight", "circumradius"] = "tight",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw shapes and return (image uint8 [H,W,3], object mask bool [H,W], box mask bool [H,W]).
 
     ``shapes`` holds (kind, centre, radius, p, q, angle) with kind "circle", "star" or "target".
-    The object mask is each target polygon filled plus its drawn outline; the box mask is the
-    filled bounding box of each target's object-mask pixels, so box >= object >= outline.
+    The object mask is each target polygon filled plus its drawn outline. The box mask is, with
+    ``box = "tight"``, the filled bounding box of each target's object-mask pixels (box >= object
+    >= outline); with ``"circumradius"``, the original's box: the target's centre +- its
+    circumradius r (the vertices' radius), a 2r square clipped to the image (see
+    :func:`circumradius_box`).
     """
     img = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     obj = np.zeros((size, size), bool)
-    box = np.zeros((size, size), bool)
+    boxes = np.zeros((size, size), bool)
     for kind, (cx, cy), r, p, q, angle in shapes:
         if kind == "circle":
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=BLACK, width=1)
@@ -72,10 +90,13 @@ def render(
             mdraw.line(path, fill=1, width=1)
             one = np.asarray(m, dtype=bool)
             obj |= one
+            if box == "circumradius":
+                boxes |= circumradius_box((cx, cy), r, size)
+                continue
             ys, xs = np.nonzero(one)
             if len(ys):
-                box[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
-    return np.asarray(img, dtype=np.uint8), obj, box
+                boxes[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+    return np.asarray(img, dtype=np.uint8), obj, boxes
 
 
 def sample_shapes(
@@ -126,8 +147,10 @@ def generate(
     n_shapes: tuple[int, int],
     max_targets: int,
     simplified: bool,
+    box: Literal["tight", "circumradius"] = "tight",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n`` images with balanced labels: (images uint8 [n,3,H,W], labels, object, box masks)."""
+    """``n`` images with balanced labels: (images uint8 [n,3,H,W], labels, object, box masks);
+    ``box`` as in :func:`render` (the images do not depend on it)."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % 2)
     images = np.empty((n, size, size, 3), np.uint8)
@@ -140,7 +163,7 @@ def generate(
                                    simplified=simplified)
             if bool(positive) == any(s[0] == "target" for s in shapes):
                 break
-        images[i], objs[i], boxes[i] = render(shapes, size, colour=variant == "colour")
+        images[i], objs[i], boxes[i] = render(shapes, size, colour=variant == "colour", box=box)
     return (torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
             torch.from_numpy(labels).long(), torch.from_numpy(objs), torch.from_numpy(boxes))
 
@@ -160,6 +183,9 @@ class Synthetic(Dataset):
             probability 0.5 and all other shapes are circles.
         mask: which ground truth the batches carry: "box" (filled boxes around targets, the
             paper's weak annotation) or "object" (the filled triangles).
+        box: the box around a target: "tight" (the bounding box of the drawn triangle) or
+            "circumradius" (the original's: the triangle's centre +- its circumradius, a 2r
+            square clipped to the image).
     """
 
     def __init__(
@@ -175,6 +201,7 @@ class Synthetic(Dataset):
         max_targets: int = 1,
         simplified: bool = False,
         mask: Literal["box", "object"] = "box",
+        box: Literal["tight", "circumradius"] = "tight",
     ) -> None:
         check_range("image_size", image_size, low=16, high=4096)
         for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
@@ -194,6 +221,7 @@ class Synthetic(Dataset):
         self.max_targets = max_targets
         self.simplified = simplified
         self.mask = mask
+        self.box = box
 
     @property
     def has_masks(self) -> bool:
@@ -206,7 +234,8 @@ class Synthetic(Dataset):
     def _generate(self, split: int, n: int, seed: int) -> dict[str, torch.Tensor]:
         images, labels, obj, box = generate(
             n, seed=[seed, split], size=self.size, variant=self.variant, radius=self.radius,
-            n_shapes=self.n_shapes, max_targets=self.max_targets, simplified=self.simplified)
+            n_shapes=self.n_shapes, max_targets=self.max_targets, simplified=self.simplified,
+            box=self.box)
         return {"images": images, "labels": labels, "object": obj, "box": box}
 
     def load(self, *, cache_dir: Path, seed: int) -> Splits:

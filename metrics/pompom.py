@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 
@@ -19,24 +19,32 @@ def scale_abs_max(attributions: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return z, scale
 
 
-def pompom(attributions: torch.Tensor, masks: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor:
+def pompom(attributions: torch.Tensor, masks: torch.Tensor, *, eps: float = 1e-6,
+           images: Literal["all", "positives"] = "all") -> torch.Tensor:
     """POMPOM per image, [B]: #{(1-m) z > eps} / (#{(1-m) > eps} + eps), z = |a| / max|a|.
 
     Args:
         attributions: [B, H, W] maps, any sign or scale (scaled by :func:`scale_abs_max`).
         masks: [B, H, W] bool object masks m.
         eps: the threshold above which a pixel of z counts as lit up (paper: ~1e-6).
+        images: "all" scores every image; "positives" only those whose mask is not empty (NaN
+            for the others).
 
     Returns:
         [B] in [0, 1]; NaN where the mask covers the whole image (no background: undefined). An
-        empty mask makes the whole image background.
+        empty mask makes the whole image background (or NaN with ``images = "positives"``).
     """
     z, _ = scale_abs_max(attributions)
     background = ~masks.bool()
     lit = (background & (z > eps)).flatten(1).sum(1).double()
     area = background.flatten(1).sum(1).double()
     share = lit / (area + eps)
-    return torch.where(area > 0, share, torch.nan).float()
+    defined = area > 0
+    if images == "positives":
+        defined &= masks.flatten(1).any(1)
+    elif images != "all":
+        raise ValueError(f"images must be 'all' or 'positives', got {images!r}")
+    return torch.where(defined, share, torch.nan).float()
 
 
 @METRICS.register("pompom")
@@ -57,22 +65,28 @@ class POMPOM(Metric):
     An empty mask (e.g. a negative image of the synthetic dataset) makes the whole image
     background, as in the paper's hybrid loss: POMPOM is then the share of the image lit up.
 
+    With ``images = "positives"`` only images with a non-empty mask are scored (the others NaN,
+    left out of the mean): the share of the background lit up around an object, without the
+    negatives' whole-image share.
+
     Args:
         eps: the threshold above which a scaled pixel counts as lit up (paper: ~1e-6).
+        images: "all" (default) or "positives" (images whose mask is not empty).
     """
 
     higher_is_better = False
     requires_masks = True
     directions: ClassVar[dict[str, bool | None]] = {"scaled_by_abs_max": None}
 
-    def __init__(self, *, eps: float = 1e-6) -> None:
+    def __init__(self, *, eps: float = 1e-6, images: Literal["all", "positives"] = "all") -> None:
         check_range("eps", eps, low=0.0, high=1.0)
         self.eps = eps
+        self.images = images
 
     def evaluate(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
                  attributions: torch.Tensor, masks: torch.Tensor | None) -> MetricOutput:
         if masks is None:
             raise ValueError("pompom needs ground-truth masks")
         _, scale = scale_abs_max(attributions)
-        return MetricOutput(scores={"pompom": pompom(attributions, masks, eps=self.eps),
+        return MetricOutput(scores={"pompom": pompom(attributions, masks, eps=self.eps, images=self.images),
                                     "scaled_by_abs_max": scale})

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from xaibench.plugins import Metric, MetricOutput
+from xaibench.plugins import Metric, MetricOutput, ParamError, check_range
 from xaibench.registry import METRICS
 
 
@@ -15,8 +15,13 @@ def reduce_relevance(attributions: torch.Tensor, *, positive_only: bool) -> torc
     return attributions.clamp(min=0) if positive_only else attributions.abs()
 
 
-def relevance_mass(attributions: torch.Tensor, masks: torch.Tensor, *, positive_only: bool) -> torch.Tensor:
+def relevance_mass(attributions: torch.Tensor, masks: torch.Tensor, *, positive_only: bool,
+                   threshold: float = 0.0) -> torch.Tensor:
     """sum(a inside the mask) / sum(a) per image -> [B]; NaN where the mask is empty.
+
+    With ``threshold`` t > 0 the map is first binarised at t x its maximum (per image, after the
+    reduction), a -> [a > t * max a], so the score is the share of the pixels above the threshold
+    that lie inside the mask (how the xML paper shows its maps: thresholded at 0.75).
 
     Equal to Quantus' RelevanceMassAccuracy on the same relevance (``abs=True, normalise=False``
     for "abs", the map clipped at 0 for "positive"), except for an all-zero map: Quantus divides
@@ -26,8 +31,11 @@ def relevance_mass(attributions: torch.Tensor, masks: torch.Tensor, *, positive_
     Args:
         attributions: [B, H, W]; taken as absolute values, or clipped at 0 when ``positive_only``.
         masks: [B, H, W] bool ground-truth regions.
+        threshold: t in [0, 1); 0 scores the raw map.
     """
     a = reduce_relevance(attributions, positive_only=positive_only).flatten(1).double()
+    if threshold > 0:
+        a = (a > threshold * a.amax(1, keepdim=True)).double()
     m = masks.flatten(1)
     inside = (a * m).sum(1)
     total = a.sum(1)
@@ -47,17 +55,24 @@ class RelevanceMass(Metric):
     Args:
         reduction: "abs" takes absolute attributions (default, sign-agnostic), "positive"
             keeps only positive evidence (Arras et al.).
+        threshold: 0 (default) scores the raw map; t in (0, 1) scores the map binarised at
+            t x its per-image maximum: the share of its pixels above that which fall inside the
+            mask (Rio-Torto et al. 2020 show their maps thresholded at 0.75).
     """
 
     higher_is_better = True
     requires_masks = True
 
-    def __init__(self, *, reduction: Literal["abs", "positive"] = "abs") -> None:
+    def __init__(self, *, reduction: Literal["abs", "positive"] = "abs", threshold: float = 0.0) -> None:
+        check_range("threshold", threshold, low=0.0, high=1.0)
+        if threshold == 1.0:
+            raise ParamError("threshold", "must be < 1 (no pixel is above its map's maximum)")
         self.reduction = reduction
+        self.threshold = threshold
 
     def evaluate(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
                  attributions: torch.Tensor, masks: torch.Tensor | None) -> MetricOutput:
         if masks is None:
             raise ValueError("relevance_mass needs ground-truth masks")
         return MetricOutput(scores={"relevance_mass": relevance_mass(
-            attributions, masks, positive_only=self.reduction == "positive")})
+            attributions, masks, positive_only=self.reduction == "positive", threshold=self.threshold)})

@@ -179,3 +179,14 @@ def test_bad_toml_file(tmp_path):
     path.write_text("[run\nseed = 1")
     with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
         load(str(path))
+
+
+def test_seeds_config_trains_the_default_benchmarks_models():
+    """configs/synthetic_seeds.toml must keep the default benchmark's data and models, so that its
+    seed 0 reads the same models as `make bench` (README, "Does the joint explainer beat post-hoc
+    methods?")."""
+    default, seeds = load("synthetic").resolved(), load("synthetic_seeds").resolved()
+    assert seeds["dataset"] == default["dataset"] and seeds["models"] == default["models"]
+    assert {"gradcam", "integrated_gradients", "occlusion", "deep_taylor", "joint"} <= set(seeds["methods"])
+    assert {"pompom_pos", "relevance_mass", "relevance_mass_t75"} <= set(seeds["metrics"])
+    assert {"pompom_pos", "relevance_mass_t75"} <= set(default["metrics"])

@@ -134,8 +134,9 @@ def splits(tmp_path_factory):
 @pytest.mark.parametrize("phase,frozen", [(0, "explainer"), (1, "net")])
 def test_frozen_module_unchanged_and_in_eval_mode(splits, phase, frozen):
     torch.manual_seed(0)
-    cfg = JointModelConfig(id="m", arch="joint_xml_vgg", epochs=(1, 1, 1), batch_size=16, loss="hybrid",
-                           lr_classifier=(0.05, 0.05, 0.05), lr_explainer=(0.05, 0.05, 0.05))
+    cfg = JointModelConfig(id="m", arch="joint_resnet18", epochs=(1, 1, 1), batch_size=16, loss="hybrid",
+                           lr_classifier=(0.05, 0.05, 0.05), lr_explainer=(0.05, 0.05, 0.05),
+                           frozen_bn="eval")
     model = cfg.build(2, (32, 32))
     module = getattr(model, frozen)
     other = model.net if frozen == "explainer" else model.explainer
@@ -149,10 +150,75 @@ def test_frozen_module_unchanged_and_in_eval_mode(splits, phase, frozen):
     assert any(not torch.equal(before_other[k], v) for k, v in other.state_dict().items())
 
 
-@pytest.mark.parametrize("phase,frozen", [(0, "explainer"), (1, "net"), (2, None)])
-def test_batchnorm_recalibration_matches_the_batch_statistics(splits, phase, frozen):
+def test_phase2_frozen_classifier_in_train_mode_updates_only_its_batchnorm_statistics(splits):
+    """frozen_bn = "train" (the original's): in phase 2 the classifier's weights stay bitwise
+    fixed, but it runs in train mode, so its BatchNorm running statistics follow the batches."""
     torch.manual_seed(0)
-    cfg = JointModelConfig(id="m", arch="joint_resnet18", batch_size=len(splits.train), bn_recalibration=1)
+    cfg = JointModelConfig(id="m", arch="joint_resnet18", epochs=(1, 1, 1), batch_size=16, loss="hybrid",
+                           lr_explainer=(0.05, 0.05, 0.05))
+    assert cfg.frozen_bn == "train"
+    model = cfg.build(2, (32, 32))
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    modes = []
+    model.net.register_forward_pre_hook(lambda m, i: modes.append(m.training))
+    train_phase(model, splits, cfg, 1, device=torch.device("cpu"), seed=0, progress=False)
+    after = model.net.state_dict()
+    stats = [k for k in after if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    weights = [k for k in after if k not in stats]
+    assert stats and weights
+    assert all(torch.equal(before[k], after[k]) for k in weights)  # weights and BN affine: fixed
+    assert all(not torch.equal(before[k], after[k]) for k in stats if "running" in k)  # every BN layer moved
+    assert True in modes and False in modes  # train mode while training, eval mode for validation
+    assert all(not p.requires_grad for p in model.net.parameters())
+
+
+def test_frozen_bn_enters_the_phase_keys_from_phase_2():
+    train, evalm = (JointModelConfig(id="m", frozen_bn=mode) for mode in ("train", "eval"))
+    assert train.phase_key(0, "d", 0) == evalm.phase_key(0, "d", 0)  # phase 1 has no frozen classifier
+    assert train.phase_key(1, "d", 0) != evalm.phase_key(1, "d", 0)
+    assert train.phase_key(2, "d", 0) != evalm.phase_key(2, "d", 0)
+    resize = JointModelConfig(id="m", upsample="resize")
+    assert resize.phase_key(0, "d", 0) != train.phase_key(0, "d", 0)  # the explainer gates phase 1
+    pos = JointModelConfig(id="m", loss="hybrid", hybrid_images="positives")
+    allimg = JointModelConfig(id="m", loss="hybrid")
+    assert pos.phase_key(0, "d", 0) == allimg.phase_key(0, "d", 0)
+    assert pos.phase_key(1, "d", 0) != allimg.phase_key(1, "d", 0)
+
+
+def test_resize_upsampling_keeps_shape_and_range():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 24, 40)
+    for bias in (3.0, 0.0, -0.5):
+        e = Explainer(init_bias=bias, upsample="resize").eval()
+        assert not any(isinstance(m, nn.ConvTranspose2d) for m in e.modules())
+        with torch.no_grad():
+            z = e(x)
+        assert z.shape == (2, 1, 24, 40)
+        assert z.min() >= 0 and z.max() < 1 and torch.isfinite(z).all()
+    e = Explainer(init_bias=3.0, upsample="resize").eval()
+    with torch.no_grad():
+        assert e(x).min() > 0.95  # tanh(3) ~ 0.995 everywhere at the start, as "transpose"
+    z = Explainer(upsample="resize").train()(x)
+    z.sum().backward()  # differentiable end to end
+
+
+def test_hybrid_term_on_positives_only_by_hand():
+    z = torch.tensor([[[0.5, 1.0], [0.0, 0.5]], [[1.0, 1.0], [1.0, 0.0]]])
+    masks = torch.tensor([[[0, 1], [0, 0]], [[0, 0], [0, 0]]], dtype=torch.bool)
+    outside = losses.outside_mask(z, masks)  # (0.5 + 0 + 0.5) / 3, and 3 / 4 on the empty mask
+    assert outside.tolist() == pytest.approx([1 / 3, 0.75], abs=1e-5)
+    unsup = losses.unsupervised(z, beta=0.5)
+    assert torch.allclose(losses.hybrid(z, masks, beta=0.5, gamma=2.0), unsup + 2 * outside)
+    pos = losses.hybrid(z, masks, beta=0.5, gamma=2.0, images="positives")
+    assert torch.allclose(pos, unsup + 2 * torch.tensor([1 / 3, 0.0]), atol=1e-6)
+
+
+@pytest.mark.parametrize("phase,frozen,frozen_bn", [(0, "explainer", "train"), (1, "net", "eval"),
+                                                   (1, None, "train"), (2, None, "train")])
+def test_batchnorm_recalibration_matches_the_batch_statistics(splits, phase, frozen, frozen_bn):
+    torch.manual_seed(0)
+    cfg = JointModelConfig(id="m", arch="joint_resnet18", batch_size=len(splits.train), bn_recalibration=1,
+                           frozen_bn=frozen_bn)
     model = cfg.build(2, (32, 32))
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for m in norms:  # stale statistics, as after fast-moving training steps

@@ -104,3 +104,38 @@ def test_sparseness_by_hand():
     assert sparseness(one).item() == pytest.approx(want_one, abs=1e-6)  # ~ 1 - 1/n
     assert sparseness(flat).item() == pytest.approx(0.0, abs=1e-6)
     assert not Sparseness.requires_masks and Sparseness.higher_is_better
+
+
+def test_thresholded_relevance_mass_by_hand():
+    a = torch.tensor([[[1.0, 0.8, 0.1], [0.7, 0.0, 0.9]]])  # max 1; above 0.75: 1.0, 0.8, 0.9
+    m = torch.tensor([[[1, 0, 0], [1, 0, 0]]], dtype=torch.bool)
+    assert relevance_mass(a, m, positive_only=False).item() == pytest.approx(1.7 / 3.5)
+    assert relevance_mass(a, m, positive_only=False, threshold=0.75).item() == pytest.approx(1 / 3)
+    assert relevance_mass(a, m, positive_only=False, threshold=0.65).item() == pytest.approx(2 / 4)
+    # sign: |a| by default, max(a, 0) with positive_only
+    s = torch.tensor([[[-1.0, 0.5], [0.2, 0.0]]])
+    ms = torch.tensor([[[0, 1], [0, 0]]], dtype=torch.bool)
+    assert relevance_mass(s, ms, positive_only=False, threshold=0.4).item() == pytest.approx(1 / 2)
+    assert relevance_mass(s, ms, positive_only=True, threshold=0.5).item() == pytest.approx(1.0)
+    # an all-zero map scores 0, an empty mask NaN, as without a threshold
+    zero = relevance_mass(torch.zeros(1, 2, 3), m, positive_only=False, threshold=0.75)
+    assert zero.item() == 0.0
+    assert torch.isnan(relevance_mass(a, torch.zeros_like(m), positive_only=False, threshold=0.75)).all()
+    out = RelevanceMass(threshold=0.75).evaluate(None, None, None, a, m).scores["relevance_mass"]
+    assert out.item() == pytest.approx(1 / 3)
+    from xaibench.plugins import ParamError
+
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ParamError):
+            RelevanceMass(threshold=bad)
+
+
+def test_pompom_on_positives_only_by_hand():
+    a = torch.tensor([[[1.0, 0.0], [0.5, 0.0]], [[1.0, 1.0], [0.0, 0.0]]])
+    m = torch.tensor([[[1, 0], [0, 0]], [[0, 0], [0, 0]]], dtype=torch.bool)
+    every = pompom(a, m)  # image 0: 1 of 3 background pixels lit; image 1 (empty mask): 2 of 4
+    assert every.tolist() == pytest.approx([1 / 3, 2 / 4], abs=1e-5)
+    pos = pompom(a, m, images="positives")
+    assert pos[0].item() == pytest.approx(1 / 3, abs=1e-5) and math.isnan(pos[1].item())
+    out = POMPOM(images="positives").evaluate(None, None, None, a, m).scores["pompom"]
+    assert torch.allclose(out, pos, equal_nan=True)

@@ -1,6 +1,8 @@
+import numpy as np
+import pytest
 import torch
 
-from xaibench.datasets.synthetic import DISTRACTORS, Synthetic, generate
+from xaibench.datasets.synthetic import DISTRACTORS, Synthetic, circumradius_box, generate
 
 KW = dict(size=48, radius=(4, 8), n_shapes=(2, 5), max_targets=2, simplified=False)
 
@@ -73,3 +75,35 @@ def test_object_mask_option(tmp_path):
     box = Synthetic(**kw).load(cache_dir=tmp_path, seed=0).test.masks
     obj = Synthetic(mask="object", **kw).load(cache_dir=tmp_path, seed=0).test.masks
     assert (obj <= box).all() and obj.sum() < box.sum()
+
+
+def test_circumradius_box_by_hand():
+    box = circumradius_box((5.0, 3.0), 2.0, 8)  # columns 3..7, rows 1..5
+    want = np.zeros((8, 8), bool)
+    want[1:6, 3:8] = True
+    assert (box == want).all()
+    clipped = circumradius_box((6.3, 0.9), 2.0, 8)  # columns 4..7 (|j - 6.3| < 2.5), rows 0..3
+    want = np.zeros((8, 8), bool)
+    want[0:4, 4:8] = True
+    assert (clipped == want).all()
+
+
+@pytest.mark.parametrize("simplified", [False, True])
+def test_circumradius_box_holds_the_tight_box(simplified):
+    kw = {**KW, "simplified": simplified}
+    images, labels, obj, tight = generate(30, seed=[2, 0], variant="colour", **kw)
+    images2, labels2, obj2, circ = generate(30, seed=[2, 0], variant="colour", box="circumradius", **kw)
+    assert torch.equal(images, images2) and torch.equal(labels, labels2) and torch.equal(obj, obj2)
+    assert not circ[labels == 0].any()
+    # the rasterised outline can stick out of the 2r square by one pixel at a vertex
+    grown = torch.nn.functional.max_pool2d(circ[:, None].float(), 3, stride=1, padding=1)[:, 0].bool()
+    assert (obj <= grown).all() and (obj & ~circ).sum() < 0.01 * obj.sum()
+    assert circ.sum() > tight.sum()  # the 2r square is larger than the triangle's bounding box
+
+
+def test_box_option(tmp_path):
+    kw = dict(image_size=32, n_train=4, n_val=4, n_test=4, radius=(3, 6))
+    tight = Synthetic(**kw).load(cache_dir=tmp_path, seed=0)
+    circ = Synthetic(**kw, box="circumradius").load(cache_dir=tmp_path, seed=0)
+    assert torch.equal(tight.test.images, circ.test.images)
+    assert (tight.test.masks <= circ.test.masks).all() and not torch.equal(tight.test.masks, circ.test.masks)

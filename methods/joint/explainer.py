@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -14,25 +16,44 @@ class ConvMod(nn.Sequential):
                          nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU())
 
 
+def upsampler(cin: int, cout: int, kind: Literal["transpose", "resize"]) -> nn.Module:
+    """A x2 up-sampling [B, cin, h, w] -> [B, cout, 2h, 2w].
+
+    "transpose": ConvTranspose2d(k2, s2), the paper's; "resize": bilinear x2 resize then a 3x3 conv
+    (pad 1), which avoids the checkerboard texture of strided transposed convolutions (Odena,
+    Dumoulin and Olah, "Deconvolution and checkerboard artifacts", Distill 2016).
+    """
+    if kind == "transpose":
+        return nn.ConvTranspose2d(cin, cout, 2, stride=2)
+    if kind == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                             nn.Conv2d(cin, cout, 3, padding=1))
+    raise ValueError(f"upsample must be 'transpose' or 'resize', got {kind!r}")
+
+
 class Explainer(nn.Module):
     """U-Net explainer of Rio-Torto et al. (PRL 2020), with skips added, not concatenated.
 
-    Encoder ConvMod 3->32->64->128, each followed by a 2x2 max-pool; decoder ConvTranspose
-    (k2, s2) 128->128, 128->64, 64->32, each followed by adding the encoder output of the same
+    Encoder ConvMod 3->32->64->128, each followed by a 2x2 max-pool; decoder x2 up-sampling
+    128->128, 128->64, 64->32, each followed by adding the encoder output of the same
     resolution and a ConvMod; head 1x1 conv 32->1 -> BatchNorm -> tanh -> ReLU.
 
     Args:
         init_bias: initial BatchNorm shift (paper: 3.0), so the first maps are ~tanh(3) ~ 1
             everywhere and the gated classifier starts near identity.
+        upsample: the decoder's up-sampling, "transpose" (the paper's stride-2 transposed
+            convolution) or "resize" (bilinear resize + 3x3 conv, no checkerboard); see
+            :func:`upsampler`.
     """
 
-    def __init__(self, *, init_bias: float = 3.0) -> None:
+    def __init__(self, *, init_bias: float = 3.0,
+                 upsample: Literal["transpose", "resize"] = "transpose") -> None:
         super().__init__()
         self.enc1, self.enc2, self.enc3 = ConvMod(3, 32), ConvMod(32, 64), ConvMod(64, 128)
         self.pool = nn.MaxPool2d(2)
-        self.up1, self.dec1 = nn.ConvTranspose2d(128, 128, 2, stride=2), ConvMod(128, 128)
-        self.up2, self.dec2 = nn.ConvTranspose2d(128, 64, 2, stride=2), ConvMod(64, 64)
-        self.up3, self.dec3 = nn.ConvTranspose2d(64, 32, 2, stride=2), ConvMod(32, 32)
+        self.up1, self.dec1 = upsampler(128, 128, upsample), ConvMod(128, 128)
+        self.up2, self.dec2 = upsampler(128, 64, upsample), ConvMod(64, 64)
+        self.up3, self.dec3 = upsampler(64, 32, upsample), ConvMod(32, 32)
         self.head = nn.Conv2d(32, 1, 1)
         self.norm = nn.BatchNorm2d(1)
         nn.init.constant_(self.norm.bias, init_bias)

@@ -5,6 +5,8 @@ Per-image terms return [B]; :func:`total` averages over the batch.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -43,9 +45,21 @@ def outside_mask(z: torch.Tensor, masks: torch.Tensor, *, eps: float = 1e-6) -> 
     return ((_flat(z) * outside).sum(1) / (outside.sum(1) + eps)).abs()
 
 
-def hybrid(z: torch.Tensor, masks: torch.Tensor, *, beta: float, gamma: float) -> torch.Tensor:
-    """Unsupervised loss + gamma * the outside-the-mask term, per image -> [B]."""
-    return unsupervised(z, beta=beta) + gamma * outside_mask(z, masks)
+def hybrid(z: torch.Tensor, masks: torch.Tensor, *, beta: float, gamma: float,
+           images: Literal["all", "positives"] = "all") -> torch.Tensor:
+    """Unsupervised loss + gamma * the outside-the-mask term, per image -> [B].
+
+    Args:
+        images: which images get the outside-the-mask term: "all" (the paper's: on an image with
+            an empty mask, e.g. a synthetic negative, it is the map's mean, a second L1 term), or
+            "positives" (only images whose mask is not empty).
+    """
+    outside = outside_mask(z, masks)
+    if images == "positives":
+        outside = outside * masks.reshape(z.shape[0], -1).any(1).to(z.dtype)
+    elif images != "all":
+        raise ValueError(f"images must be 'all' or 'positives', got {images!r}")
+    return unsupervised(z, beta=beta) + gamma * outside
 
 
 def total(

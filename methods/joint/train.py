@@ -3,8 +3,13 @@
 Phase 1 trains the classifier with the explainer frozen, phase 2 the explainer with the
 classifier frozen, phase 3 both (Rio-Torto et al. 2020). Each phase has a fresh optimiser,
 its own alpha, learning rates, epochs and early-stopping patience; the best-validation weights
-of a phase are reloaded before the next. The frozen module has ``requires_grad`` off and stays in
-eval mode (the original left the frozen classifier in train mode in phase 2).
+of a phase are reloaded before the next. The frozen module has ``requires_grad`` off. As in the
+original (icrto/xML, PyTorch/ExplainerClassifierCNN.py), the frozen classifier of phase 2 stays in
+train mode by default (``frozen_bn = "train"``): its BatchNorm layers normalise with batch
+statistics and their running statistics follow the changing map, while its weights stay fixed.
+With ``frozen_bn = "eval"`` it uses the running statistics of phase 1, which no longer fit once
+the map changes (the classifier collapsed to chance in phase 2, measured). The frozen explainer
+of phase 1 is always in eval mode.
 
 Each finished phase is cached under a key made of exactly the settings it depends on, so the
 unsupervised and hybrid models share phase 1 when its alpha is 1 (the explanation loss then has
@@ -63,9 +68,17 @@ class JointModelConfig(BackboneConfig):
         explainer_optimizer: the explainer's optimiser ("sgd" or "adam"); None uses
             ``optimizer`` like the classifier (the paper: SGD for both).
         bn_recalibration: before each validation, recompute the BatchNorm running statistics of
-            the modules the phase trains from this many training batches (forward passes in train
+            the modules in train mode (those the phase trains, and the phase-2 classifier when
+            ``frozen_bn = "train"``) from this many training batches (forward passes in train
             mode, no gradients; "precise BN"), so that validation and early stopping see the
             statistics of the current weights; 0 keeps the running averages (the paper).
+        frozen_bn: the mode of the frozen classifier in phase 2: "train" (the original's: batch
+            statistics, running statistics updated, weights fixed) or "eval" (running statistics
+            of phase 1, nothing changes).
+        upsample: the explainer decoder's up-sampling: "transpose" (the paper's stride-2
+            transposed convolution) or "resize" (bilinear resize + 3x3 conv, no checkerboard).
+        hybrid_images: the images that get the hybrid loss's outside-the-mask term: "all" (the
+            paper's; on an empty mask it acts as a second L1) or "positives" (non-empty masks).
     """
 
     arch: Literal["joint_resnet18", "joint_resnet50", "joint_vgg16", "joint_xml_vgg"] = "joint_resnet18"
@@ -82,6 +95,9 @@ class JointModelConfig(BackboneConfig):
     augment: float = 0.0
     explainer_optimizer: Literal["sgd", "adam"] | None = None
     bn_recalibration: int = 0
+    frozen_bn: Literal["train", "eval"] = "train"
+    upsample: Literal["transpose", "resize"] = "transpose"
+    hybrid_images: Literal["all", "positives"] = "all"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,7 +140,8 @@ class JointModelConfig(BackboneConfig):
         else:
             plain = self.backbone(self.arch.removeprefix("joint_"), num_classes, image_size)
             net, cam_layer = plain.net, plain.cam_layer
-        return JointClassifier(net, Explainer(init_bias=self.init_bias), gates=gate_points(net),
+        return JointClassifier(net, Explainer(init_bias=self.init_bias, upsample=self.upsample),
+                               gates=gate_points(net),
                                cam_layer=cam_layer)
 
     def fit(self, model: Classifier, splits: Splits, *, device: torch.device, seed: int,
@@ -139,8 +156,10 @@ class JointModelConfig(BackboneConfig):
             settings.pop(key)
         settings["phases"] = [[getattr(self, k)[p] for k in _PHASE_FIELDS] for p in range(phase + 1)]
         if all(self.alpha[p] == 1.0 for p in range(phase + 1)):
-            for key in ("loss", "beta", "gamma"):  # no weight on the explanation loss yet
+            for key in ("loss", "beta", "gamma", "hybrid_images"):  # no weight on the explanation loss yet
                 settings.pop(key)
+        if phase == 0:
+            settings.pop("frozen_bn")  # only phase 2 has a frozen classifier
         return digest({"kind": "joint-phase", "settings": settings, "upstream": data_key, "seed": seed})
 
 
@@ -152,7 +171,7 @@ def explanation_loss(z: torch.Tensor, masks: torch.Tensor | None, cfg: JointMode
     if cfg.loss == "hybrid":
         if masks is None:
             raise ValueError("the hybrid loss needs ground-truth masks; the dataset has none")
-        return losses.hybrid(z, masks, beta=cfg.beta, gamma=cfg.gamma)
+        return losses.hybrid(z, masks, beta=cfg.beta, gamma=cfg.gamma, images=cfg.hybrid_images)
     return losses.unsupervised(z, beta=cfg.beta)
 
 
@@ -216,13 +235,13 @@ def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, al
 @torch.no_grad()
 def recalibrate_batchnorm(model: JointClassifier, split: Split, cfg: JointModelConfig, phase: int, *,
                           batches: int, device: torch.device, generator: torch.Generator) -> None:
-    """Recompute the running statistics of the BatchNorm layers that ``phase`` trains ("precise
-    BN"): reset them, then average the batch statistics of ``batches`` shuffled batches of
-    ``split`` (forward passes in train mode, no gradients). The frozen module stays in eval mode
-    and unchanged. Leaves the model as :func:`set_phase` does."""
-    set_phase(model, phase)
-    norms = [m for module, trained in zip((model.net, model.explainer), trains(phase)) if trained
-             for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    """Recompute the running statistics of the BatchNorm layers that :func:`set_phase` leaves in
+    train mode ("precise BN"): reset them, then average the batch statistics of ``batches``
+    shuffled batches of ``split`` (forward passes, no gradients). A frozen module in eval mode stays
+    unchanged. Leaves the model as :func:`set_phase` does."""
+    set_phase(model, phase, frozen_bn=cfg.frozen_bn)
+    norms = [m for m in model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -237,11 +256,13 @@ def recalibrate_batchnorm(model: JointClassifier, split: Split, cfg: JointModelC
             m.momentum = momentum
 
 
-def set_phase(model: JointClassifier, phase: int) -> None:
-    """Train mode and requires_grad for the phase; the frozen module is in eval mode."""
+def set_phase(model: JointClassifier, phase: int, *, frozen_bn: Literal["train", "eval"] = "train") -> None:
+    """Train mode and requires_grad for the phase (0-based). The frozen module has requires_grad
+    off; the frozen explainer (phase 1) is in eval mode, the frozen classifier (phase 2) in
+    ``frozen_bn`` mode ("train": BatchNorm on batch statistics, as the original)."""
     model.train()
     for module, trained in zip((model.net, model.explainer), trains(phase)):
-        module.train(trained)
+        module.train(trained or (module is model.net and frozen_bn == "train"))
         module.requires_grad_(trained)
 
 
@@ -313,14 +334,14 @@ def train_phase(model: JointClassifier, splits: Splits, cfg: JointModelConfig, p
     # exactly as an uninterrupted run would (global RNG: augmentation, dropout).
     torch.manual_seed(int(config_hash("phase-seed", seed, phase, length=8), 16))
     generator = torch.Generator().manual_seed(int(config_hash("phase-order", seed, phase, length=8), 16))
-    set_phase(model, phase)
+    set_phase(model, phase, frozen_bn=cfg.frozen_bn)
     optimizer = phase_optimizer(model, cfg, phase)
     bn_generator = torch.Generator().manual_seed(int(config_hash("phase-bn", seed, phase, length=8), 16))
     best, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     rows = []
     bar = tqdm(range(epochs), desc=f"train {cfg.id} phase {phase + 1}", disable=not progress, leave=False)
     for epoch in bar:
-        set_phase(model, phase)
+        set_phase(model, phase, frozen_bn=cfg.frozen_bn)
         train = run_epoch(model, splits.train, cfg, alpha=alpha, device=device, optimizer=optimizer,
                           generator=generator)
         if cfg.bn_recalibration:
