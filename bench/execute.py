@@ -26,7 +26,7 @@ from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split, Splits
 from xaibench.distributed import World
 from xaibench.io import config_hash, from_half, load_checked, save_checked, to_half, write_json
-from xaibench.models import TrainedModel, obtain_model
+from xaibench.models import TrainedModel
 from xaibench.modelstate import eval_mode
 from xaibench.plan import Cell, Plan, is_cached
 from xaibench.plugins import Method, Metric, build
@@ -217,8 +217,8 @@ def load_model(plan: Plan, cell: Cell, splits: Splits, device: torch.device, wor
     cfg = next(m for m in plan.config.models if m.id == cell.name)
 
     def obtain() -> TrainedModel:
-        return obtain_model(cfg, splits, path=cell.path, context_key=phases_key(cell), device=device,
-                            seed=plan.config.run.seed, progress=progress)
+        return cfg.obtain(splits, path=cell.path, context_key=phases_key(cell), device=device,
+                          seed=plan.config.run.seed, progress=progress)
 
     trained = obtain() if world.main else None
     if world.main:

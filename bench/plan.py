@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from xaibench import keys
 from xaibench.config import Config, PluginSpec
+from xaibench.families import explains
 from xaibench.io import checksum_of, config_hash, is_valid
 from xaibench.plugins import build, resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, Registry
@@ -104,6 +105,8 @@ def model_record(cfg: Any) -> dict[str, Any]:
     settings.pop("id")
     if settings.get("checkpoint"):
         settings["checkpoint"] = {"sha256": checksum_of(Path(settings["checkpoint"]))}
+    if hasattr(cfg, "content_identity"):  # a model loaded from elsewhere: its files and code
+        settings.update(cfg.content_identity())
     return {"settings": settings, **keys.plugin_identity(type(cfg))}
 
 
@@ -135,7 +138,7 @@ def _cell(kind: Kind, name: str, record: dict, path_of: Any, deps: tuple[str, ..
 
 def applies(spec: PluginSpec, method: Any, model_cfg: Any) -> bool:
     """Whether the configured method explains this model (its ``models`` list and the arch)."""
-    return (spec.models is None or model_cfg.id in spec.models) and method.supports(model_cfg.arch)
+    return (spec.models is None or model_cfg.id in spec.models) and explains(method, model_cfg)
 
 
 def plan(config: Config) -> Plan:

@@ -272,6 +272,12 @@ class Dataset:
         raise NotImplementedError
 
     @property
+    def num_classes(self) -> int | None:
+        """The class count when known at config time without reading images (a model loaded from
+        elsewhere is checked against it then); None: checked once the data is loaded."""
+        return None
+
+    @property
     def trainable(self) -> bool:
         """Whether the train and validation splits hold images (config-time). False for data
         that is only evaluated on (e.g. ``ilsvrc`` with ``test_fraction = 1``): only models
