@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from xaibench import keys
+from xaibench import contract, keys
 from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split, Splits
 from xaibench.distributed import World
@@ -246,9 +246,11 @@ def shard_starts(split: Split, batch_size: int) -> list[int]:
 
 
 def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split: Split, i: int, *,
-                  run: RunConfig, device: torch.device) -> dict:
+                  run: RunConfig, device: torch.device, check: bool = False) -> dict:
     """Compute test-image shard ``i`` (the i-th batch of ``run.batch_size``) of an explain cell:
-    maps (float16, relative to each map's max), targets, cost."""
+    maps (float16, relative to each map's max), targets, cost. With ``check``, stop with a
+    :class:`~xaibench.contract.ContractError` when the method leaves the model changed."""
+    before = contract.snapshot(model) if check else None
     start = i * run.batch_size
     images, labels, _ = split.batch(slice(start, start + run.batch_size), device)
     with measured(model, device) as cost:
@@ -259,6 +261,8 @@ def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split:
         with seeded_global_rng(int(config_hash(run.seed, i), 16) & (2**63 - 1), device):
             maps = method.attribute(model, images, labels)
         check_attributions(maps, images, method_id, start)
+    if before is not None:
+        contract.ensure_unchanged(model, before, method_id)
     c = cost[0]
     return {**to_half(maps.detach()), "targets": labels.cpu(), "seconds": c.seconds,
             "forwards": c.forwards, "peak_mem_mb": c.peak_mem_mb}
@@ -269,6 +273,7 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
     """This rank's shards of an explain cell ({shard: shard}, read or computed) and, on rank 0,
     the cell's :class:`Explained` gathered from every rank."""
     method = method_of(plan, cell)
+    contract.ensure_explains(method, cell.parts[1], cell.parts[0], model)
     bs = plan.config.run.batch_size
     mine, computed = {}, 0
     owned = [i for i in range(len(shard_starts(split, bs))) if world.owns(i)]
@@ -278,7 +283,7 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
         shard = load_checked(path)
         if shard is None:
             shard = explain_shard(method, cell.parts[1], model, split, i, run=plan.config.run,
-                                  device=device)
+                                  device=device, check=computed == 0)
             save_checked(path, shard)
             computed += 1
         mine[i] = shard

@@ -39,6 +39,11 @@ class ConfigError(ValueError):
     """A config that cannot run: names the file, the key and what is allowed."""
 
 
+class ContractError(RuntimeError):
+    """A plugin broke its contract at run time (e.g. a method left the model changed): the message
+    says what, in plain words (:mod:`xaibench.contract`)."""
+
+
 class DataError(ValueError):
     """Data on disk that cannot be loaded: the message names the file (or folder) and the fix.
 

@@ -262,7 +262,8 @@ class LoadedModel(EvaluatedModel):
 
 def unknown_name(source: str, name: str, known: list[str], listed: int = 200) -> ParamError:
     close = difflib.get_close_matches(name, known, n=8, cutoff=0.5)
-    shown = ", ".join(known) if len(known) <= listed else f"{len(known)} names, the closest: {', '.join(close)}"
+    shown = (", ".join(known) if len(known) <= listed
+             else f"{len(known)} names, the closest: {', '.join(close)}")
     return ParamError("arch", f"{source} has no model {name!r}; known models: {shown}")
 
 

@@ -63,7 +63,8 @@ def gallery(results: Results) -> dict:
 def plugins(plan: Plan) -> list[dict]:
     """Every plugin the run used: kind, name, distribution, version and code hash."""
     cfg = plan.config
-    used = [("dataset", cfg.dataset.plugin, DATASETS), *(("model", m.arch.split(":")[0], MODELS) for m in cfg.models),
+    used = [("dataset", cfg.dataset.plugin, DATASETS),
+            *(("model", m.arch.split(":")[0], MODELS) for m in cfg.models),
             *(("method", s.plugin, METHODS) for s in cfg.methods),
             *(("metric", s.plugin, METRICS) for s in cfg.metrics)]
     seen = {(kind, name): registry for kind, name, registry in used}
