@@ -100,7 +100,8 @@ def plugin_record(spec: PluginSpec, registry: Registry) -> dict[str, Any]:
 def model_record(cfg: Any) -> dict[str, Any]:
     """A model's settings (every field of its config, defaults included) and its family's code;
     a checkpoint given by path is recorded by its content checksum, so the file, not its name,
-    decides."""
+    decides; a model loaded from elsewhere (:mod:`xaibench.sources`) adds its weights and
+    TorchScript files' checksums and its factory's code identity."""
     settings = asdict(cfg)
     settings.pop("id")
     if settings.get("checkpoint"):

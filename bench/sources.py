@@ -311,7 +311,7 @@ class TimmModel(LoadedModel):
 @MODELS.register("torchscript")
 @dataclass(frozen=True, kw_only=True)
 class TorchScriptModel(LoadedModel):
-    """A TorchScript archive: arch = "torchscript:<path>" (saved with ``torch.jit.save``)."""
+    """A TorchScript archive: arch = "torchscript:<path>" (saved with torch.jit.save)."""
 
     source: ClassVar[str] = "torchscript"
 
@@ -333,7 +333,7 @@ class TorchScriptModel(LoadedModel):
 @MODELS.register("python")
 @dataclass(frozen=True, kw_only=True)
 class PythonModel(LoadedModel):
-    """Your own factory: arch = "python:<module>:<function>", returning an ``nn.Module``."""
+    """Your own factory: arch = "python:<module>:<function>", returning an nn.Module."""
 
     source: ClassVar[str] = "python"
 
@@ -386,7 +386,7 @@ def release(key: str) -> None:
 @MODELS.register("given")
 @dataclass(frozen=True, kw_only=True)
 class GivenModel(EvaluatedModel):
-    """A model passed to ``xaibench.evaluate`` from Python: arch = "given:<class name>".
+    """A model passed to xaibench.evaluate from Python: arch = "given:<class name>".
 
     Attributes:
         key: a hash of the model's state_dict (normalisation included), its class and the source

@@ -82,3 +82,15 @@ def test_the_run_stops_when_a_method_changes_the_model(registered):
     with pytest.raises(ContractError, match="a forward hook was left on net.net.6"):
         xaibench.evaluate(tiny_net(), (images, labels, None), methods=["leaves_hook"],
                           metrics={"aopc": {"patch_size": 4, "steps": 2}}, device="cpu", progress=False)
+
+
+def test_the_runner_refuses_a_method_for_the_family_of_a_built_model():
+    from xaibench.check import tiny_vit
+    from xaibench.config import ConfigError
+    from xaibench.contract import ensure_explains
+    from xaibench.plugins import build
+
+    method = build(METHODS.get("deep_taylor"), {})
+    with pytest.raises(ConfigError, match=r"\[methods.lrp\] cannot explain model 'mine' \(a vit\)"):
+        ensure_explains(method, "lrp", "mine", tiny_vit())
+    ensure_explains(method, "lrp", "mine", tiny_net())  # a CNN: fine
