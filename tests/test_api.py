@@ -79,10 +79,11 @@ def test_a_dataset_of_pairs_and_masks_for_localisation_metrics():
     images, labels = data(n=4, size=16, classes=2)
     masks = torch.zeros(4, 16, 16, dtype=torch.bool)
     masks[:, 4:10, 4:10] = True
-    dataset = [(images[i], int(labels[i]), masks[i]) for i in range(4)]
-    board = xaibench.evaluate(tiny_net(), dataset, methods=["saliency"], metrics=["relevance_mass"],
-                              device="cpu", progress=False)
-    assert "relevance_mass_mean" in board.columns and board["n"].iloc[0] == 4
+    pairs = [(images[i], int(labels[i]), masks[i]) for i in range(4)]
+    for dataset in (pairs, TensorDataset(images, labels, masks)):
+        board = xaibench.evaluate(tiny_net(), dataset, methods=["saliency"], metrics=["relevance_mass"],
+                                  device="cpu", progress=False)
+        assert "relevance_mass_mean" in board.columns and board["n"].iloc[0] == 4
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
