@@ -57,9 +57,10 @@ def collect(data: Any) -> Data:
     if not isinstance(data, Iterable) and not hasattr(data, "__getitem__"):
         raise ConfigError(f"{WHERE}: data: expected (images, labels, masks or None), a Dataset or "
                           f"a DataLoader, got {type(data).__name__}")
+    items = data
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):  # map-style
-        data = (data[i] for i in range(len(data)))
-    batches = [_as_batch(item) for item in data]
+        items = [data[i] for i in range(len(data))]
+    batches = [_as_batch(item) for item in items]
     if not batches:
         raise ConfigError(f"{WHERE}: data: no images")
     has_masks = {b[2] is not None for b in batches}
