@@ -1,4 +1,4 @@
-"""The ``xaibench`` command line: ``run``, ``leaderboard``, ``plot``, ``list``.
+"""The ``xaibench`` command line: ``run``, ``leaderboard``, ``plot``, ``check``, ``list``.
 
 Imports stay light until a command needs torch, so bad input fails in well under two seconds.
 """
@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from xaibench.plugins import DataError
+from xaibench.plugins import ContractError, DataError
 from xaibench.registry import REGISTRIES, RegistryError, description
 
 # the figure kinds of xaibench.report.PLOTS (kept here so that --help needs no heavy import)
@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
                            "report.md; 'tradeoff' recomputes forwards from the run's cache")
     plot.add_argument("run", metavar="RUN", help="a run folder (results/<dataset>/<run-id>)")
 
+    check = sub.add_parser("check", help="run the plugin contract checks on tiny models and say what "
+                           "failed (for plugin authors)")
+    check.add_argument("kind", choices=["method", "metric", "model"])
+    check.add_argument("name", help="a registered method or metric name, or a model architecture "
+                                    "(resnet18, torchvision:resnet50, python:my_models:make, ...)")
+
     lst = sub.add_parser("list", help="list the registered methods, metrics or datasets")
     lst.add_argument("kind", choices=sorted(REGISTRIES))
     return parser
@@ -67,6 +73,14 @@ def _list(kind: str) -> int:
             line += ", needs masks]" if plugin.requires_masks else "]"
         print(line)
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from xaibench.check import report
+
+    ok, text = report(args.kind, args.name)
+    print(text)
+    return 0 if ok else 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -166,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             return _leaderboard(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "check":
+            return _check(args)
         return _run(args)
-    except (ConfigError, RegistryError, DataError) as exc:
+    except (ConfigError, RegistryError, DataError, ContractError) as exc:
         print(f"xaibench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

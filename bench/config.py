@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from xaibench.families import explains
 from xaibench.plugins import ConfigError, ParamError, build
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS, Registry, RegistryError
 
@@ -223,13 +224,17 @@ def _models(raw: Any, dataset: Any, dataset_name: str, where: str) -> list[Any]:
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{label}] must be a table, got {values!r}")
         arch = values.get("arch", "resnet18")
-        if not isinstance(arch, str) or arch not in MODELS:
-            raise ConfigError(f"{where}: [{label}] arch: must be one of "
-                              f"{', '.join(map(repr, MODELS.names()))}; got {arch!r}")
+        source = arch.split(":", 1)[0] if isinstance(arch, str) else None
+        if source not in MODELS:
+            raise ConfigError(f"{where}: [{label}] arch: unknown architecture or model source "
+                              f"{source or arch!r}; known: {', '.join(MODELS.names())} (a source takes "
+                              f"a name, e.g. 'torchvision:resnet50', 'timm:deit_small_patch16_224', "
+                              f"'torchscript:model.pt', 'python:my_models:make')")
         try:
-            model = build(MODELS.get(arch), {"id": mid, "arch": arch, **values})
+            model = build(MODELS.get(source), {"id": mid, "arch": arch, **values})
             model.check_image_size(height, width)
             model.check_checkpoint((height, width))
+            model.check_dataset(dataset)
         except ParamError as exc:
             raise ConfigError(f"{where}: [{label}] {exc}") from None
         if model.requires_masks and not dataset.has_masks:
@@ -240,18 +245,21 @@ def _models(raw: Any, dataset: Any, dataset_name: str, where: str) -> list[Any]:
     return models
 
 
-def _check_methods(methods: list[PluginSpec], archs: dict[str, str], where: str) -> None:
-    """Every method builds and explains the models it is given (or at least one of them)."""
+def _check_methods(methods: list[PluginSpec], models: list[Any], where: str) -> None:
+    """Every method builds and explains the models it is given (or at least one of them), by
+    architecture name and, where known (from the name or the built model), by family."""
+    archs = {m.id: m.arch for m in models}
+    cfgs = {m.id: m for m in models}
     for spec in methods:
         method = _built(spec, METHODS, f"methods.{spec.id}", where)
         for mid in spec.models or ():
             if mid not in archs:
                 raise ConfigError(f"{where}: [methods.{spec.id}] models: unknown model {mid!r}; "
                                   f"models in this config: {', '.join(archs)}")
-            if not method.supports(archs[mid]):
+            if not explains(method, cfgs[mid]):
                 raise ConfigError(f"{where}: [methods.{spec.id}] method {spec.plugin!r} cannot explain "
                                   f"model {mid!r} ({archs[mid]}): it needs {method.requirement}")
-        if spec.models is None and not any(method.supports(a) for a in archs.values()):
+        if spec.models is None and not any(explains(method, m) for m in models):
             raise ConfigError(f"{where}: [methods.{spec.id}] method {spec.plugin!r} applies to none of "
                               f"the models ({', '.join(f'{k}: {v}' for k, v in archs.items())}): "
                               f"it needs {method.requirement}")
@@ -308,7 +316,7 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
     run = _run_config(raw, where, check_device=False)
     dataset = _built(dataset_spec, DATASETS, "dataset", where)
     models = _models(raw["models"], dataset, dataset_spec.plugin, where)
-    _check_methods(methods, {m.id: m.arch for m in models}, where)
+    _check_methods(methods, models, where)
     _check_metrics(metrics, dataset, dataset_spec.plugin, where)
     _run_config(raw, where, check_device=True)  # CUDA availability last: it imports torch
     return Config(name=name, source=source, run=run, dataset=dataset_spec, models=tuple(models),

@@ -21,13 +21,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from xaibench import keys
+from xaibench import contract, keys
 from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split, Splits
 from xaibench.distributed import World
 from xaibench.io import config_hash, from_half, load_checked, save_checked, to_half, write_json
 from xaibench.metrics.perturbation import CurveMetric, CurveRequest
-from xaibench.models import TrainedModel, obtain_model
+from xaibench.models import TrainedModel
 from xaibench.modelstate import eval_mode
 from xaibench.plan import Cell, Plan, is_cached
 from xaibench.plugins import Method, Metric, MetricOutput, build
@@ -218,8 +218,8 @@ def load_model(plan: Plan, cell: Cell, splits: Splits, device: torch.device, wor
     cfg = next(m for m in plan.config.models if m.id == cell.name)
 
     def obtain() -> TrainedModel:
-        return obtain_model(cfg, splits, path=cell.path, context_key=phases_key(cell), device=device,
-                            seed=plan.config.run.seed, progress=progress)
+        return cfg.obtain(splits, path=cell.path, context_key=phases_key(cell), device=device,
+                          seed=plan.config.run.seed, progress=progress)
 
     trained = obtain() if world.main else None
     if world.main:
@@ -247,9 +247,11 @@ def shard_starts(split: Split, batch_size: int) -> list[int]:
 
 
 def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split: Split, i: int, *,
-                  run: RunConfig, device: torch.device) -> dict:
+                  run: RunConfig, device: torch.device, check: bool = False) -> dict:
     """Compute test-image shard ``i`` (the i-th batch of ``run.batch_size``) of an explain cell:
-    maps (float16, relative to each map's max), targets, cost."""
+    maps (float16, relative to each map's max), targets, cost. With ``check``, stop with a
+    :class:`~xaibench.contract.ContractError` when the method leaves the model changed."""
+    before = contract.snapshot(model) if check else None
     start = i * run.batch_size
     images, labels, _ = split.batch(slice(start, start + run.batch_size), device)
     with measured(model, device) as cost:
@@ -260,6 +262,8 @@ def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split:
         with seeded_global_rng(int(config_hash(run.seed, i), 16) & (2**63 - 1), device):
             maps = method.attribute(model, images, labels)
         check_attributions(maps, images, method_id, start)
+    if before is not None:
+        contract.ensure_unchanged(model, before, method_id)
     c = cost[0]
     return {**to_half(maps.detach()), "targets": labels.cpu(), "seconds": c.seconds,
             "forwards": c.forwards, "peak_mem_mb": c.peak_mem_mb}
@@ -270,6 +274,7 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
     """This rank's shards of an explain cell ({shard: shard}, read or computed) and, on rank 0,
     the cell's :class:`Explained` gathered from every rank."""
     method = method_of(plan, cell)
+    contract.ensure_explains(method, cell.parts[1], cell.parts[0], model)
     bs = plan.config.run.batch_size
     mine, computed = {}, 0
     owned = [i for i in range(len(shard_starts(split, bs))) if world.owns(i)]
@@ -279,7 +284,7 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
         shard = load_checked(path)
         if shard is None:
             shard = explain_shard(method, cell.parts[1], model, split, i, run=plan.config.run,
-                                  device=device)
+                                  device=device, check=computed == 0)
             save_checked(path, shard)
             computed += 1
         mine[i] = shard

@@ -15,6 +15,8 @@ Families:
 
 from __future__ import annotations
 
+from typing import Any
+
 FAMILIES = ("cnn", "vit")
 
 # Architecture-name prefixes per source ("" = xaibench's own trainable architectures).
@@ -43,3 +45,11 @@ def arch_family(arch: str) -> str | None:
         if name.startswith(prefixes):
             return family
     return None
+
+
+def explains(method: Any, model_cfg: Any) -> bool:
+    """Whether ``method`` can explain the configured model: by its architecture name
+    (``method.supports``) and by its family where the config knows it (``model_cfg.family``:
+    from the name, or from the built network for a loaded model)."""
+    family = getattr(model_cfg, "family", None)
+    return method.supports(model_cfg.arch) and (family is None or method.supports_family(family))

@@ -28,6 +28,22 @@ def digest(record: Any, length: int = KEY_LENGTH) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (a weights file, a TorchScript archive): the content, not the
+    name, decides. Remembered per (path, size, modification time) within a process."""
+    st = Path(path).stat()
+    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@cache
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 # -- code identity ------------------------------------------------------------------------------
 
 

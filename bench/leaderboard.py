@@ -131,6 +131,15 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
     write_csv(path, pd.DataFrame(history))
 
 
+def score_table(scores: list[pd.DataFrame], dataset: str, labels: torch.Tensor) -> pd.DataFrame:
+    """The per-image scores of every score cell as one table (scores.csv), with the dataset and
+    each image's label."""
+    frame = pd.concat(scores, ignore_index=True)
+    frame.insert(0, "dataset", dataset)
+    frame["label"] = labels.numpy()[frame["index"].to_numpy()]
+    return frame
+
+
 def write_outputs(
     run_dir: Path,
     *,
@@ -146,9 +155,7 @@ def write_outputs(
 ) -> pd.DataFrame:
     """Write leaderboard.csv, scores.csv, curves.csv, costs.csv and models.csv; return the board."""
     model_frame = pd.DataFrame(models)
-    score_frame = pd.concat(scores, ignore_index=True)
-    score_frame.insert(0, "dataset", dataset)
-    score_frame["label"] = labels.numpy()[score_frame["index"].to_numpy()]
+    score_frame = score_table(scores, dataset, labels)
     board = summarise(score_frame, model_frame, dataset=dataset, n_boot=bootstrap, seed=seed,
                       controls=controls)
     write_csv(run_dir / "leaderboard.csv", board)

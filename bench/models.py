@@ -196,8 +196,17 @@ class BackboneConfig:
     def check_image_size(self, height: int, width: int) -> None:
         """Raise ParamError when this model cannot take images of this size."""
 
+    def check_dataset(self, dataset: object) -> None:
+        """Config-time checks against the dataset plugin (none: the model is built for it)."""
+
     def build(self, num_classes: int, image_size: tuple[int, int]) -> Classifier:
         raise NotImplementedError
+
+    def obtain(self, splits: Splits, *, path: Path, context_key: str, device: torch.device, seed: int,
+               progress: bool) -> TrainedModel:
+        """The trained model for ``splits`` (see :func:`obtain_model`)."""
+        return obtain_model(self, splits, path=path, context_key=context_key, device=device, seed=seed,
+                            progress=progress)
 
     @property
     def requires_masks(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from xaibench import keys
 from xaibench.config import Config, PluginSpec
+from xaibench.families import explains
 from xaibench.io import checksum_of, config_hash, is_valid
 from xaibench.plugins import build, resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, Registry
@@ -99,11 +100,14 @@ def plugin_record(spec: PluginSpec, registry: Registry) -> dict[str, Any]:
 def model_record(cfg: Any) -> dict[str, Any]:
     """A model's settings (every field of its config, defaults included) and its family's code;
     a checkpoint given by path is recorded by its content checksum, so the file, not its name,
-    decides."""
+    decides; a model loaded from elsewhere (:mod:`xaibench.sources`) adds its weights and
+    TorchScript files' checksums and its factory's code identity."""
     settings = asdict(cfg)
     settings.pop("id")
     if settings.get("checkpoint"):
         settings["checkpoint"] = {"sha256": checksum_of(Path(settings["checkpoint"]))}
+    if hasattr(cfg, "content_identity"):  # a model loaded from elsewhere: its files and code
+        settings.update(cfg.content_identity())
     return {"settings": settings, **keys.plugin_identity(type(cfg))}
 
 
@@ -160,7 +164,7 @@ def _cell(kind: Kind, name: str, record: dict, path_of: Any, deps: tuple[str, ..
 
 def applies(spec: PluginSpec, method: Any, model_cfg: Any) -> bool:
     """Whether the configured method explains this model (its ``models`` list and the arch)."""
-    return (spec.models is None or model_cfg.id in spec.models) and method.supports(model_cfg.arch)
+    return (spec.models is None or model_cfg.id in spec.models) and explains(method, model_cfg)
 
 
 def plan(config: Config) -> Plan:

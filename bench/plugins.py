@@ -40,6 +40,11 @@ class ConfigError(ValueError):
     """A config that cannot run: names the file, the key and what is allowed."""
 
 
+class ContractError(RuntimeError):
+    """A plugin broke its contract at run time (e.g. a method left the model changed): the message
+    says what, in plain words (:mod:`xaibench.contract`)."""
+
+
 class DataError(ValueError):
     """Data on disk that cannot be loaded: the message names the file (or folder) and the fix.
 
@@ -275,6 +280,12 @@ class Dataset:
     def image_size(self) -> tuple[int, int]:
         """(H, W) of the images the loader yields."""
         raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int | None:
+        """The class count when known at config time without reading images (a model loaded from
+        elsewhere is checked against it then); None: checked once the data is loaded."""
+        return None
 
     @property
     def trainable(self) -> bool:

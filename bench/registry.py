@@ -1,9 +1,12 @@
-"""Plugin registries: METHODS, METRICS, DATASETS and MODELS (model families by architecture name).
+"""Plugin registries: METHODS, METRICS, DATASETS and MODELS (the config class of each trainable
+architecture name, and of each model source: ``torchvision``, ``timm``, ``torchscript``, ``python``,
+``given``; an ``arch`` of "<source>:<name>" is looked up by its source).
 
 Built-ins register with a decorator (``@METHODS.register("gradcam")``) and are also listed as
 entry points of the ``xaibench`` distribution, so that names are known from package metadata
 alone: looking a name up imports only the module that defines it. Third-party distributions add
-entry points in the groups ``xaibench.methods``, ``xaibench.metrics`` and ``xaibench.datasets``.
+entry points in the groups ``xaibench.methods``, ``xaibench.metrics``, ``xaibench.datasets`` and
+``xaibench.models``.
 """
 
 from __future__ import annotations

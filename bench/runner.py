@@ -22,7 +22,7 @@ from xaibench import distributed
 from xaibench.config import Config, ConfigError
 from xaibench.execute import cell_status, execute, interruptible
 from xaibench.plan import Plan, plan
-from xaibench.writer import write
+from xaibench.writer import leaderboard, write
 
 
 def check_writable(out: Path) -> None:
@@ -46,8 +46,9 @@ class RunResult:
     plan: Plan | None = None
 
 
-def run(config: Config, *, progress: bool = True) -> RunResult:
-    """Run ``config`` end to end, reusing every cached cell, and write its outputs."""
+def run(config: Config, *, progress: bool = True, write_outputs: bool = True) -> RunResult:
+    """Run ``config`` end to end, reusing every cached cell, and write its outputs (with
+    ``write_outputs`` False: only the caches, and the leaderboard is returned)."""
     check_writable(Path(config.run.out))
     the_plan = plan(config)
     if config.run.threads:
@@ -58,7 +59,10 @@ def run(config: Config, *, progress: bool = True) -> RunResult:
             start = time.perf_counter()
             results = execute(the_plan, world, progress=progress and world.main)
             timings = {**results.timings, "total_s": time.perf_counter() - start}
-            board = write(the_plan, results, timings, world_size=world.size) if world.main else None
+            board = None
+            if world.main:
+                board = (write(the_plan, results, timings, world_size=world.size) if write_outputs
+                         else leaderboard(the_plan, results))
             world.barrier()
     finally:
         distributed.leave(world)

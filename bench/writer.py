@@ -63,7 +63,8 @@ def gallery(results: Results) -> dict:
 def plugins(plan: Plan) -> list[dict]:
     """Every plugin the run used: kind, name, distribution, version and code hash."""
     cfg = plan.config
-    used = [("dataset", cfg.dataset.plugin, DATASETS), *(("model", m.arch, MODELS) for m in cfg.models),
+    used = [("dataset", cfg.dataset.plugin, DATASETS),
+            *(("model", m.arch.split(":")[0], MODELS) for m in cfg.models),
             *(("method", s.plugin, METHODS) for s in cfg.methods),
             *(("metric", s.plugin, METRICS) for s in cfg.metrics)]
     seen = {(kind, name): registry for kind, name, registry in used}
@@ -88,6 +89,15 @@ def manifest(plan: Plan, results: Results, timings: dict[str, float], world_size
                    "path": str(c.path.relative_to(plan.run_dir.parent)), "record": c.record}
                   for c in plan.cells],
     }
+
+
+def leaderboard(plan: Plan, results: Results) -> pd.DataFrame:
+    """The leaderboard alone, written nowhere (``xaibench.evaluate`` without ``out``)."""
+    rows = tables(plan, results)
+    controls = [s.id for s in plan.config.methods if not METHODS.get(s.plugin).uses_model]
+    scores = lb.score_table(rows["scores"], plan.config.dataset.plugin, results.splits.test.labels)
+    return lb.summarise(scores, pd.DataFrame(rows["models"]), dataset=plan.config.dataset.plugin,
+                        n_boot=plan.config.run.bootstrap, seed=plan.config.run.seed, controls=controls)
 
 
 def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size: int = 1) -> pd.DataFrame:

@@ -274,6 +274,17 @@ class ILSVRC(Dataset):
     def trainable(self) -> bool:
         return self.test_fraction < 1.0
 
+    @property
+    def num_classes(self) -> int | None:
+        """The kept classes when relabelled, else the synset mapping's lines (None when the file
+        cannot be read yet: loading reports it)."""
+        if self.relabel:
+            return len(self.classes)
+        try:
+            return len(read_synsets(self.root / self.synsets_file)[0])
+        except DataError:
+            return None
+
     def read_index(self) -> Index:
         """Every image of images_dir (of the kept classes) with its label and boxes."""
         synsets_path = self.root / self.synsets_file

@@ -19,7 +19,8 @@ class Split:
     """One split held in memory.
 
     Attributes:
-        images: uint8 [N, 3, H, W].
+        images: uint8 [N, 3, H, W] (0-255), or float32 [N, 3, H, W] in [0, 1] as given (data
+            handed to ``xaibench.evaluate`` is kept exactly, not rounded to 8 bits).
         labels: int64 [N].
         masks: bool [N, H, W] (ground-truth regions), or None when the dataset has none.
     """
@@ -30,8 +31,9 @@ class Split:
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
-            raise ValueError(f"images must be uint8 [N,3,H,W], got {self.images.dtype} "
+        if (self.images.dtype not in (torch.uint8, torch.float32) or self.images.dim() != 4
+                or self.images.shape[1] != 3):
+            raise ValueError(f"images must be uint8 or float32 [N,3,H,W], got {self.images.dtype} "
                              f"{tuple(self.images.shape)}")
         if self.labels.shape != (n,):
             raise ValueError(f"labels must be [N={n}], got {tuple(self.labels.shape)}")
@@ -44,7 +46,10 @@ class Split:
 
     def batch(self, index: torch.Tensor | slice, device: torch.device | str = "cpu") -> Batch:
         """The batch at ``index`` (a slice or an index tensor) on ``device``."""
-        images = self.images[index].to(device).float().div_(255.0)
+        if self.images.dtype == torch.uint8:
+            images = self.images[index].to(device).float().div_(255.0)
+        else:
+            images = self.images[index].to(device, copy=True)
         labels = self.labels[index].to(device)
         masks = None if self.masks is None else self.masks[index].to(device)
         return images, labels, masks

@@ -231,6 +231,10 @@ class Synthetic(Dataset):
     def image_size(self) -> tuple[int, int]:
         return (self.size, self.size)
 
+    @property
+    def num_classes(self) -> int:
+        return 2
+
     def _generate(self, split: int, n: int, seed: int) -> dict[str, torch.Tensor]:
         images, labels, obj, box = generate(
             n, seed=[seed, split], size=self.size, variant=self.variant, radius=self.radius,

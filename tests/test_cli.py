@@ -53,7 +53,7 @@ def test_run_quick_end_to_end(tmp_path):
     again = xaibench("run", "quick", "--out", str(tmp_path), "--no-progress", "--device", "cpu")
     assert again.returncode == 0, again.stderr
     assert all(not c["computed"] for c in json.loads((run_dir / "manifest.json").read_text())["cells"])
-    assert "0 of 4 cells computed" in again.stdout
+    assert "0 of 4 cells computed" in again.stdout  # data, model, explain, score
     assert pd.read_csv(run_dir / "leaderboard.csv").equals(board)
 
 

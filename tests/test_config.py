@@ -74,7 +74,8 @@ def test_bad_choice():
     check(edit(["metrics", "aopc", "substrate"], "pink"),
           r"substrate: must be one of 'black', 'white', 'gray', 'mean', 'blur', 'uniform'; got 'pink'")
     check(edit(["models", "resnet18", "arch"], "alexnet"),
-          r"arch: must be one of 'joint_resnet18', .*'resnet18', 'resnet50', 'vgg16'; got 'alexnet'")
+          r"arch: unknown architecture or model source 'alexnet'; known: given, joint_resnet18, .*"
+          r"resnet18, resnet50, .*vgg16 \(a source takes a name, e.g. 'torchvision:resnet50'")
 
 
 def test_out_of_range():

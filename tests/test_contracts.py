@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 import torch
 
+from xaibench import contract
+from xaibench.check import QUICK, method_problems, metric_problems
 from xaibench.methods.layers import model_family
 from xaibench.plugins import MetricOutput, build, parameters
 from xaibench.registry import METHODS, METRICS
@@ -16,37 +18,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def snapshot(model):
-    return {
-        "params": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "modes": [m.training for m in model.modules()],
-        "flags": [p.requires_grad for p in model.parameters()],
-        "grads": [p.grad for p in model.parameters()],
-        "structure": [(n, type(m), sorted(vars(m).get("_parameters", {}))) for n, m in model.named_modules()],
-        "patched": [n for n, m in model.named_modules() if "forward" in vars(m)],
-        "attributes": {k: v for k, v in vars(model).items() if not k.startswith("_")},
-        "flags_of_modules": [(n, {k: v for k, v in vars(m).items() if not k.startswith("_")
-                                  and isinstance(v, (bool, int, float, str))})
-                             for n, m in model.named_modules()],  # e.g. timm's fused_attn
-    }
-
-
-def no_hooks(model):
-    return all(not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                    or m._backward_pre_hooks) for m in model.modules())
+    return contract.snapshot(model)
 
 
 def assert_unchanged(model, before):
-    after = snapshot(model)
-    assert before["params"].keys() == after["params"].keys()
-    assert all(torch.equal(before["params"][k], after["params"][k]) for k in before["params"])
-    assert before["modes"] == after["modes"]
-    assert before["flags"] == after["flags"]
-    assert all(g is None for g in after["grads"])
-    assert before["structure"] == after["structure"], "modules or parameters added or removed"
-    assert before["patched"] == after["patched"], "a forward was patched and not restored"
-    assert before["attributes"] == after["attributes"]
-    assert before["flags_of_modules"] == after["flags_of_modules"], "a module attribute was left changed"
-    assert no_hooks(model)
+    problems = contract.changes(model, before)
+    assert not problems, "; ".join(problems)
+    assert all(p.grad is None for p in model.parameters()), "a gradient was left"
 
 
 # the CUDA cases carry the `cuda` marker: `make gpu-check` runs them (`pytest -m cuda`)
@@ -55,15 +33,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skip
 
 # Cheaper settings for the built-ins that loop many passes (their defaults are built, checked
 # and documented in test_builtin_method_declares_cost_and_parameters).
-CHEAP = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 8},
-         "fgvis": {"max_steps": 20}, "inverse": {"max_steps": 50}}
-
-
-def rng_states():
-    states = [torch.get_rng_state()]
-    if torch.cuda.is_available():
-        states += torch.cuda.get_rng_state_all()
-    return states
+CHEAP = QUICK
 
 
 # The architecture name each test model stands for, as a config would give it.
@@ -93,24 +63,11 @@ def applicable(name, factory=tiny_net):
 
 
 def check_method(name, model, x, y, params=None):
-    """Run method ``name`` on ``model``; check the whole contract; return the maps."""
-    method = build(METHODS.get(name), params or {})
-    before = snapshot(model)
-    x_before = x.clone()
-    rng_before = rng_states()
-    a = method.attribute(model, x, y)
-    assert a.shape == (x.shape[0], *x.shape[2:])
-    assert a.dtype == torch.float32 and a.device == x.device
-    assert torch.isfinite(a).all()
-    assert_unchanged(model, before)
-    assert torch.equal(x, x_before) and not x.requires_grad, "the input was modified"
-    assert all(torch.equal(s, t) for s, t in zip(rng_before, rng_states())), \
-        "the global RNG was used: draw from a seeded torch.Generator (or fork_rng)"
-    b = method.attribute(model, x, y)
-    assert torch.equal(a, b), "not deterministic"
-    c = build(METHODS.get(name), params or {}).attribute(model, x, y)
-    assert torch.equal(a, c), "not deterministic across instances with the same settings"
-    return a
+    """Run method ``name`` on ``model``; check the whole contract (xaibench.check, the checks
+    `xaibench check method` runs); return the maps."""
+    maps, problems = method_problems(lambda: build(METHODS.get(name), params or {}), model, x, y)
+    assert not problems, "; ".join(problems)
+    return maps
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -228,25 +185,13 @@ def test_metric_contract(name, batch):
     masks = torch.zeros(batch, 32, 32, dtype=torch.bool)
     masks[:, 8:20, 4:16] = True
     y = torch.randint(0, 2, (batch,), generator=gen)
-    before = snapshot(model)
-    rng_before = rng_states()
+    problems = metric_problems(metric, model, batch)
+    assert not problems, "; ".join(problems)
     # a sanity check that recomputes maps gets a method (saliency: deterministic, cheap)
     extra = {"method": build(METHODS.get("saliency"), {})} if metric.needs_method else {}
     out = metric.evaluate(model, x, y, attributions, masks if metric.requires_masks else None, **extra)
-    assert all(torch.equal(s, t) for s, t in zip(rng_before, rng_states())), \
-        "the global RNG was used: draw from a seeded torch.Generator"
     assert isinstance(out, MetricOutput)
-    assert METRICS.get(name).registry_name in out.scores
-    for values in out.scores.values():
-        assert values.shape == (batch,) and torch.isfinite(values).all()
-    for curve in out.curves.values():
-        assert curve.shape[0] == batch and curve.dim() == 2
-    assert_unchanged(model, before)
-    again = metric.evaluate(model, x, y, attributions, masks if metric.requires_masks else None, **extra)
-    assert all(torch.equal(out.scores[k], again.scores[k]) for k in out.scores)
     cls = METRICS.get(name)
-    for key in out.scores:
-        assert cls.direction(key) in (True, False, None), f"{key}: declare its direction"
     assert set(cls.directions) <= set(out.scores), "a direction for a score key the metric never returns"
 
 

@@ -1,0 +1,286 @@
+"""``xaibench check method|metric|model NAME``: the plugin contract, run on tiny models.
+
+The checks ship with the package, so a plugin author can run them on their own plugin; the
+contract tests (tests/test_contracts.py) run the same functions over every registered plugin.
+Each check returns what failed in plain words ("parameter net.0.weight changed", "a forward hook
+was left on net.layer4"); an empty list means the contract holds.
+
+- method: maps [B,H,W] float32, finite, on the images' device; the model leaves exactly as it came
+  (:mod:`xaibench.contract`), also from train mode and with a frozen parameter; the input is not
+  modified; the global RNG is not used; two calls and two instances give the same maps. On a tiny
+  CNN (batch 1 and 8), a tiny ResNet, a tiny ViT and a tiny joint model, where the method applies.
+- metric: a score per image for every score key, finite, deterministic, curves [B, steps+1], a
+  direction per key; the model unchanged; the global RNG not used.
+- model (an architecture or "<source>:<name>"): built for 2 classes at 32 px, it returns finite
+  logits [B, 2], leaves itself unchanged when run, and Grad-CAM and saliency explain it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from xaibench.contract import changes, snapshot
+from xaibench.models import Classifier
+from xaibench.plugins import ConfigError, MetricOutput, ParamError, build
+from xaibench.registry import METHODS, METRICS, MODELS
+
+# Cheaper settings for the built-ins that loop many passes (their defaults are checked by the
+# contract tests too).
+QUICK = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 8},
+         "fgvis": {"max_steps": 20}, "inverse": {"max_steps": 50}}
+
+
+# -- tiny models (also the test suite's) ------------------------------------------------------------
+
+
+def tiny_net(num_classes: int = 2, seed: int = 0) -> Classifier:
+    """A 2-conv CNN in the pixel-space wrapper, deterministic from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return Classifier(net, cam_layer="net.2").eval()
+
+
+def tiny_joint(num_classes: int = 2, seed: int = 0) -> Classifier:
+    """A real joint model (xML VGG classifier + U-Net explainer), deterministic from ``seed``."""
+    from xaibench.methods.joint.explainer import Explainer
+    from xaibench.methods.joint.model import XMLVGG, JointClassifier, gate_points
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = XMLVGG(num_classes)
+        model = JointClassifier(net, Explainer(init_bias=1.0), gates=gate_points(net),
+                                cam_layer="net.features.6")
+    return model.eval()
+
+
+def tiny_resnet(num_classes: int = 2, seed: int = 0) -> Classifier:
+    """A one-block-per-stage torchvision ResNet (BasicBlocks, batch norms with random statistics)
+    in the pixel-space wrapper, stem max-pool dropped as for small images (a fresh copy)."""
+    return copy.deepcopy(_tiny_resnet(num_classes, seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _tiny_resnet(num_classes: int, seed: int) -> Classifier:
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # torchvision initialises from the global RNG
+        net = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
+    net.maxpool = nn.Identity()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    return Classifier(net, cam_layer="net.layer4").eval()
+
+
+def tiny_vit(num_classes: int = 2, seed: int = 0, *, img_size: int = 16, patch_size: int = 4,
+             source: str = "timm") -> Classifier:
+    """A 2-block vision transformer (embedding 16, 2 heads, class token) in the pixel-space
+    wrapper, its Grad-CAM layer left to the family default (``cam_layer=None``); ``source``
+    "timm" (``timm...VisionTransformer``) or "torchvision". Weights drawn from ``seed`` at a
+    scale that makes the attention far from uniform (a fresh copy)."""
+    return copy.deepcopy(_tiny_vit(num_classes, seed, img_size, patch_size, source))
+
+
+@functools.lru_cache(maxsize=8)
+def _tiny_vit(num_classes: int, seed: int, img_size: int, patch_size: int, source: str) -> Classifier:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # timm and torchvision initialise from the global RNG
+        if source == "timm":
+            from timm.models.vision_transformer import VisionTransformer
+
+            net = VisionTransformer(img_size=img_size, patch_size=patch_size, embed_dim=16, depth=2,
+                                    num_heads=2, num_classes=num_classes)
+        else:
+            from torchvision.models.vision_transformer import VisionTransformer
+
+            net = VisionTransformer(image_size=img_size, patch_size=patch_size, num_layers=2, num_heads=2,
+                                    hidden_dim=16, mlp_dim=32, num_classes=num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return Classifier(net, cam_layer=None).eval()  # type: ignore[arg-type]
+
+
+# The tiny models a method is checked on: (label, factory, architecture name it stands for, batch).
+MODELS_FOR_METHODS = (("tiny CNN", tiny_net, "tiny", 1), ("tiny CNN", tiny_net, "tiny", 8),
+                      ("tiny ResNet", tiny_resnet, "tiny", 2), ("tiny ViT", tiny_vit, "timm:vit_tiny", 2),
+                      ("tiny joint model", tiny_joint, "joint_xml_vgg", 2))
+
+
+# -- checks ------------------------------------------------------------------------------------------
+
+
+def rng_states() -> list[torch.Tensor]:
+    states = [torch.get_rng_state()]
+    if torch.cuda.is_available():
+        states += torch.cuda.get_rng_state_all()
+    return states
+
+
+def _map_problems(maps: Any, images: torch.Tensor) -> list[str]:
+    b, _, h, w = images.shape
+    if not isinstance(maps, torch.Tensor):
+        return [f"attribute returned {type(maps).__name__}, not a tensor"]
+    if maps.shape != (b, h, w) or maps.dtype != torch.float32 or maps.device != images.device:
+        return [f"attribute returned {maps.dtype} {tuple(maps.shape)} on {maps.device}; expected "
+                f"float32 {(b, h, w)} on {images.device}"]
+    return [] if torch.isfinite(maps).all() else ["the maps hold NaN or inf"]
+
+
+def method_problems(make: Callable[[], Any], model: nn.Module, images: torch.Tensor,
+                    targets: torch.Tensor) -> tuple[torch.Tensor | None, list[str]]:
+    """Run the method ``make()`` builds on ``model``; (its maps, what broke the contract)."""
+    before, x_before, rng_before = snapshot(model), images.clone(), rng_states()
+    method = make()
+    try:
+        maps = method.attribute(model, images, targets)
+    except Exception as exc:
+        return None, [f"attribute raised {type(exc).__name__}: {exc}", *changes(model, before)]
+    problems = _map_problems(maps, images) + changes(model, before)
+    if not torch.equal(images, x_before) or images.requires_grad:
+        problems.append("the input images were modified (or left with requires_grad)")
+    if not all(torch.equal(s, t) for s, t in zip(rng_before, rng_states())):
+        problems.append("the global RNG was used: draw from a seeded torch.Generator (or fork_rng)")
+    if problems:
+        return maps, problems
+    if not torch.equal(maps, method.attribute(model, images, targets)):
+        problems.append("not deterministic: two calls gave different maps")
+    elif not torch.equal(maps, make().attribute(model, images, targets)):
+        problems.append("not deterministic: two instances with the same settings gave different maps")
+    return maps, problems
+
+
+def check_method(name: str, params: dict | None = None, cls: Any = None) -> list[tuple[str, list[str]]]:
+    """Method ``name`` (or the class ``cls``) on every tiny model it applies to:
+    [(model label, problems)], a problem "skipped: ..." where it does not apply."""
+    from xaibench.methods.layers import model_family
+
+    cls = cls or METHODS.get(name)
+    params = QUICK.get(name, {}) if params is None else params
+    method = build(cls, params)
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for label, factory, arch, batch in MODELS_FOR_METHODS:
+        model = factory()
+        if not (method.supports(arch) and method.supports_family(model_family(model))):
+            out.append((label, [f"skipped: it needs {method.requirement}"]))
+            continue
+        model.train()  # the method must restore train mode and requires_grad flags too
+        next(model.parameters()).requires_grad_(False)
+        images = torch.rand(batch, 3, 16, 16, generator=gen)
+        targets = torch.arange(batch) % 2
+        out.append((f"{label} (batch {batch})", method_problems(lambda: build(cls, params), model,
+                                                                images, targets)[1]))
+    return out
+
+
+def metric_problems(metric: Any, model: nn.Module, batch: int = 5) -> list[str]:
+    """Metric ``metric`` (built) on ``model`` with random maps on 32-px images: what broke."""
+    gen = torch.Generator().manual_seed(0)
+    x, maps = torch.rand(batch, 3, 32, 32, generator=gen), torch.rand(batch, 32, 32, generator=gen)
+    masks = torch.zeros(batch, 32, 32, dtype=torch.bool)
+    masks[:, 8:20, 4:16] = True
+    y = torch.randint(0, 2, (batch,), generator=gen)
+    before, rng_before = snapshot(model), rng_states()
+    given = masks if metric.requires_masks else None
+    # a sanity check that recomputes maps gets a method (saliency: deterministic, cheap)
+    extra = {"method": build(METHODS.get("saliency"), {})} if metric.needs_method else {}
+    try:
+        out = metric.evaluate(model, x, y, maps, given, **extra)
+    except Exception as exc:
+        return [f"evaluate raised {type(exc).__name__}: {exc}", *changes(model, before)]
+    problems = changes(model, before)
+    if not all(torch.equal(s, t) for s, t in zip(rng_before, rng_states())):
+        problems.append("the global RNG was used: draw from a seeded torch.Generator")
+    if not isinstance(out, MetricOutput):
+        return [*problems, f"evaluate returned {type(out).__name__}, not a MetricOutput"]
+    name = getattr(type(metric), "registry_name", None)
+    if name is not None and name not in out.scores:
+        problems.append(f"no score under the metric's own name {name!r} (got {sorted(out.scores)})")
+    problems += [f"score {k!r} is not finite [B={batch}]" for k, v in out.scores.items()
+                 if v.shape != (batch,) or not torch.isfinite(v).all()]
+    problems += [f"curve {k!r} is not [B={batch}, steps+1]" for k, v in out.curves.items()
+                 if v.dim() != 2 or v.shape[0] != batch]
+    problems += [f"score {k!r} has no direction (True, False or None)" for k in out.scores
+                 if type(metric).direction(k) not in (True, False, None)]
+    again = metric.evaluate(model, x, y, maps, given, **extra)
+    if not all(torch.equal(out.scores[k], again.scores[k]) for k in out.scores):
+        problems.append("not deterministic: two calls gave different scores")
+    return problems
+
+
+def check_metric(name: str, cls: Any = None) -> list[tuple[str, list[str]]]:
+    """Metric ``name`` (or the class ``cls``, default parameters) on the tiny CNN, batch 1 and 5."""
+    metric = build(cls or METRICS.get(name), {})
+    return [(f"tiny CNN (batch {b})", metric_problems(metric, tiny_net(), b)) for b in (1, 5)]
+
+
+def model_problems(model: nn.Module, image_size: int = 32) -> list[str]:
+    """A built pixel-space model for 2 classes: finite logits [B, 2], unchanged by a forward in
+    eval mode, explained by Grad-CAM (its default layer) and saliency."""
+    model.eval()
+    x = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    before = snapshot(model)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except Exception as exc:
+        return [f"the forward pass raised {type(exc).__name__}: {exc}"]
+    if not isinstance(logits, torch.Tensor) or logits.shape != (2, 2) or not torch.isfinite(logits).all():
+        return [f"expected finite logits [2, 2], got {getattr(logits, 'shape', type(logits).__name__)}"]
+    problems = changes(model, before)
+    for method in ("gradcam", "saliency"):
+        _, found = method_problems(lambda m=method: build(METHODS.get(m), {}), model, x, torch.tensor([0, 1]))
+        problems += [f"{method}: {p}" for p in found]
+    return problems
+
+
+def check_model(arch: str) -> list[tuple[str, list[str]]]:
+    """The model of architecture (or source) ``arch``, built for 2 classes at 32 px."""
+    try:
+        cfg = build(MODELS.get(arch.split(":", 1)[0]), {"id": "check", "arch": arch})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            built = cfg.classifier(2, "check") if hasattr(cfg, "classifier") else cfg.build(2, (32, 32))
+    except ParamError as exc:
+        raise ConfigError(f"model {arch!r}: {exc}") from None
+    return [("2 classes, 32x32 images", model_problems(built))]
+
+
+CHECKS = {"method": check_method, "metric": check_metric, "model": check_model}
+
+
+def report(kind: str, name: str) -> tuple[bool, str]:
+    """(whether every check passed, the report in plain words, one line per model)."""
+    results = CHECKS[kind](name)
+    lines, ok = [], True
+    for label, problems in results:
+        if problems and problems[0].startswith("skipped"):
+            lines.append(f"  {label}: {problems[0]}")
+        elif problems:
+            ok = False
+            lines += [f"  {label}: FAILED"] + [f"    - {p}" for p in problems]
+        else:
+            lines.append(f"  {label}: ok")
+    if all(p and p[0].startswith("skipped") for _, p in results):
+        ok = False
+        lines.append("  it applies to none of the tiny models")
+    return ok, f"{kind} {name}: {'ok' if ok else 'FAILED'}\n" + "\n".join(lines)
