@@ -47,12 +47,13 @@ def test_imagenet_hvz_config_end_to_end(tmp_path):
     assert (board["n"] == 4).all() and board["relevance_mass_mean"].notna().all()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["dataset"]["root"] == str(root)
-    assert len(list((out / "imagenet_hvz" / "cache" / "data").glob("imagenet_hvz-*.pt"))) == 1
+    assert len(list((out / "imagenet_hvz" / "cache" / "data").glob("*/imagenet_hvz-*.pt"))) == 1
 
     # again, with the root given by --data-root: same run, data, models and scores from the caches
     again = small_run(CONFIG, out, "--data-root", str(root), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert all(m["cached"] for m in json.loads((run_dir / "manifest.json").read_text())["models"])
+    cells = json.loads((run_dir / "manifest.json").read_text())["cells"]
+    assert not any(c["computed"] for c in cells)  # data, models, explanations, scores: all reused
     assert pd.read_csv(run_dir / "leaderboard.csv").equals(board)
 
 
