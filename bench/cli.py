@@ -97,6 +97,9 @@ def _run(args: argparse.Namespace) -> int:
     board = result.leaderboard
     cols = ["model", "method", "accuracy", "mean_rank", *(c for c in board.columns if c.endswith("_mean"))]
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for model in board.loc[board["above_chance"].eq(False), "model"].unique():
+        print(f"warning: model {model!r} is not above chance (its accuracy interval reaches the "
+              f"majority-class rate): rankings on this model are not meaningful")
     computed = sum(c["computed"] for c in result.cells.values())
     print(f"\n{computed} of {len(result.cells)} cells computed, the others read from the cache")
     print(f"wrote {result.run_dir} (report.md, leaderboard.csv, costs.csv, plots/) in "

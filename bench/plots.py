@@ -241,8 +241,9 @@ def gallery(images: np.ndarray, masks: np.ndarray | None, maps: dict[str, np.nda
                 ax.set_ylabel(row_labels[r], fontsize=7)
     if maps:
         mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap="inferno")
-        fig.colorbar(mappable, ax=axes[:, 1:].ravel().tolist(), fraction=0.03, pad=0.02,
-                     label="|map| / max over the image")
+        top, bottom = axes[0, -1].get_position(), axes[-1, -1].get_position()
+        cax = fig.add_axes((top.x1 + 0.01, bottom.y0, 0.012, top.y1 - bottom.y0))
+        fig.colorbar(mappable, cax=cax, label="|map| / max over the image")
     fig.suptitle(title + " (cyan: ground-truth region)", fontsize=9)
     save(fig, path)
 
