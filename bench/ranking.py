@@ -76,7 +76,7 @@ def rank_intervals(means: np.ndarray, significant: np.ndarray, *,
     signed = np.asarray(means, dtype=float) * (1 if higher else -1)
     better = significant & (signed[None, :] > signed[:, None])  # [i, j]: j beats i
     worse = significant & (signed[None, :] < signed[:, None])
-    k = len(signed)
+    k = int(np.isfinite(signed).sum())  # methods undefined on every image are not ranked
     return 1.0 + better.sum(1), float(k) - worse.sum(1)
 
 
@@ -114,6 +114,7 @@ def evidence(table: pd.DataFrame, controls: list[str], *, higher: bool) -> pd.Da
     means = np.array([np.nanmean(c) if np.isfinite(c).any() else np.nan
                       for c in table.to_numpy(float).T])
     best, worst = rank_intervals(means, different(table), higher=higher)
+    best[np.isnan(means)] = worst[np.isnan(means)] = np.nan  # undefined on every image: unranked
     _, beats = beats_controls(table, controls, higher=higher)
     return pd.DataFrame({"rank": best, "rank_worst": worst,
                          "beats_controls": [beats.get(m) for m in table.columns]},

@@ -257,3 +257,11 @@ def test_report_shows_non_default_parameters_beside_the_method():
     assert labels["integrated_gradients"] == "integrated_gradients (baseline='white')"
     assert labels["ig_default"] == "ig_default (integrated_gradients)"
     assert labels["gradcam"] == "gradcam"
+
+
+def test_a_method_undefined_on_every_image_is_not_ranked():
+    v = np.linspace(0, 1, 12)
+    board = board_of(long({"a": v, "b": v + 1, "none": np.full(12, np.nan)}))
+    assert np.isnan(board.loc["none", "x_rank"]) and np.isnan(board.loc["none", "x_rank_worst"])
+    assert (board.loc["b", "x_rank"], board.loc["b", "x_rank_worst"]) == (1, 1)
+    assert (board.loc["a", "x_rank"], board.loc["a", "x_rank_worst"]) == (2, 2)  # last of two
