@@ -111,6 +111,9 @@ def _run(args: argparse.Namespace) -> int:
     board = result.leaderboard
     cols = ["model", "method", "accuracy", "mean_rank", *(c for c in board.columns if c.endswith("_mean"))]
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for model in board.loc[board["above_chance"].eq(False), "model"].unique():
+        print(f"warning: model {model!r} is not above chance (its accuracy interval reaches the "
+              f"majority-class rate): rankings on this model are not meaningful")
     computed = sum(c["computed"] for c in result.cells.values())
     print(f"\n{computed} of {len(result.cells)} cells computed, the others read from the cache")
     print(f"wrote {result.run_dir} (report.md, leaderboard.csv, costs.csv, plots/) in "
@@ -137,15 +140,21 @@ def _leaderboard(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_writable(out)
     merged = lb.merge_runs({name: r.board for name, r in zip(names, runs)})
-    matrix = lb.agreement(pd.concat([r.board.assign(run=n) for n, r in zip(names, runs)], ignore_index=True))
+    boards = pd.concat([r.board.assign(run=n) for n, r in zip(names, runs)], ignore_index=True)
+    matrix, methods = lb.agreement(boards), lb.agreement_methods(boards)
     lb.write_csv(out / "merged_leaderboard.csv", merged)
     lb.write_csv(out / "metric_agreement.csv", matrix.reset_index(names="metric"))
-    if len(matrix) >= 2:
-        plots.agreement_heatmap(matrix, out / "metric_agreement.png",
+    if lb.agreement_shown(matrix):
+        plots.agreement_heatmap(matrix, out / "metric_agreement.png", methods=methods,
                                 title=f"agreement between metrics over {len(runs)} run(s)")
     cols = ["dataset", "model", "method", "runs", "accuracy_mean", "mean_rank_mean", "mean_rank_std"]
     print(merged[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"\nKendall tau between metric rankings:\n{matrix.round(3).to_string()}")
+    if lb.agreement_shown(matrix):
+        print(f"\nKendall tau between metric rankings:\n{matrix.round(3).to_string()}")
+        print(f"\nnumber of methods compared per (run, model) behind each cell:\n{methods.to_string()}")
+    else:
+        print(f"\nmetric agreement left out: no (run, model) has {lb.MIN_AGREEMENT_METHODS} methods or "
+              f"more scored on two metrics (Kendall tau from 3 methods can only be +-1/3 or +-1)")
     print(f"\nwrote {out / 'merged_leaderboard.csv'} and {out / 'metric_agreement.csv'}")
     return 0
 

@@ -136,8 +136,11 @@ def measured(model: torch.nn.Module, device: torch.device) -> Iterator[list[Cost
 
 @dataclass
 class ModelResult:
+    """A model cell, and the class it predicts for each gallery image (for the gallery's labels)."""
+
     cell: Cell
     trained: TrainedModel
+    gallery_predictions: torch.Tensor | None = None
 
 
 @dataclass
@@ -366,13 +369,26 @@ def score(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, shards: 
 
 
 def gallery_indices(split: Split, k: int = GALLERY_IMAGES) -> list[int]:
-    """Test images shown in the explanation gallery: the first ones with a ground-truth region
-    (then the first others), ``k`` at most."""
-    if split.masks is None:
-        return list(range(min(k, len(split))))
-    has_region = split.masks.flatten(1).any(1)
-    order = torch.cat([has_region.nonzero().flatten(), (~has_region).nonzero().flatten()])
-    return order[:k].tolist()
+    """Test images shown in the explanation gallery: round robin over the classes (one image of
+    each class in turn; ``k`` images, raised to the number of classes up to 8), within a class the
+    images with a ground-truth region first, then in test order."""
+    n = len(split)
+    region = (split.masks.flatten(1).any(1) if split.masks is not None
+              else torch.zeros(n, dtype=torch.bool))
+    order = torch.argsort((~region).long(), stable=True)  # images with a region first
+    labels = split.labels[order]
+    classes = labels.unique()
+    k = min(max(k, len(classes)), 8, n)
+    queues = [order[labels == c][:k].tolist() for c in classes]
+    return [q[r] for r in range(k) for q in queues if r < len(q)][:k]
+
+
+def predict(model: torch.nn.Module, split: Split, indices: list[int], device: torch.device) -> torch.Tensor:
+    """The class ``model`` predicts for the test images ``indices`` (CPU tensor [len(indices)])."""
+    if not indices:
+        return torch.zeros(0, dtype=torch.long)
+    with eval_mode(model), torch.inference_mode():
+        return model(split.batch(torch.tensor(indices), device)[0]).argmax(1).cpu()
 
 
 @contextmanager
@@ -394,7 +410,8 @@ def execute(plan: Plan, world: World, *, progress: bool = True) -> Results:
         check_interrupted()
         with timed(timings, "train_s"):
             trained = load_model(plan, model_cell, splits, device, world, progress and world.main)
-        results.models.append(ModelResult(model_cell, trained))
+        results.models.append(ModelResult(model_cell, trained,
+                                          predict(trained.model, splits.test, results.gallery, device)))
         for explain_cell in plan.below(model_cell, "explain"):
             with timed(timings, "explain_s"):
                 shards, explained = explain(plan, explain_cell, trained.model, splits.test, device=device,

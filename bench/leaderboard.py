@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xaibench import ranking
 from xaibench.io import write_text
 
 
@@ -80,47 +81,94 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int, seed: int,
     return float(lo), float(hi)
 
 
+MODEL_COLUMNS = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "chance", "above_chance")
+
+
+def metric_stats(values: np.ndarray, metric: str, higher_is_better: bool | None, *, n_boot: int,
+                 seed: int) -> dict:
+    """The leaderboard's columns for one metric of one (model, method): mean, 95% CI, n, direction."""
+    v = values[np.isfinite(values)]  # NaN: the metric is undefined on that image (e.g. empty mask)
+    lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+    return {f"{metric}_mean": float(v.mean()) if len(v) else float("nan"),
+            f"{metric}_ci_low": lo, f"{metric}_ci_high": hi, f"{metric}_n": len(v),
+            f"{metric}_direction": direction(higher_is_better)}
+
+
+def add_evidence(board: pd.DataFrame, scores: pd.DataFrame, metric: str, controls: list[str]) -> None:
+    """Fill ``<metric>_rank``, ``_rank_worst`` and ``_beats_controls`` of ``board`` in place from
+    paired tests on each model's per-image scores (:func:`xaibench.ranking.evidence`)."""
+    board[f"{metric}_rank"] = board[f"{metric}_rank_worst"] = float("nan")
+    board[f"{metric}_beats_controls"] = None
+    directions = set(board[f"{metric}_direction"])
+    if directions == {"none"}:
+        return
+    part = scores[scores["metric"] == metric]
+    for model, g in part.groupby("model", sort=False):
+        table = g.pivot(index="index", columns="method", values="value")
+        out = ranking.evidence(table, [c for c in controls if c in table.columns],
+                               higher=directions == {"higher"})
+        rows = board.index[board["model"] == model]
+        methods = board.loc[rows, "method"]
+        board.loc[rows, f"{metric}_rank"] = out["rank"].reindex(methods).to_numpy()
+        board.loc[rows, f"{metric}_rank_worst"] = out["rank_worst"].reindex(methods).to_numpy()
+        board.loc[rows, f"{metric}_beats_controls"] = out["beats_controls"].reindex(methods).to_numpy()
+
+
 def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boot: int,
               seed: int, controls: list[str] = ()) -> pd.DataFrame:  # type: ignore[assignment]
-    """One row per (model, method): accuracy, n, whether the method is a control (a map that
+    """One row per (model, method): the model's accuracy (with its 95% Wilson interval, the
+    chance rate and ``above_chance`` when ``models`` has them, see
+    :func:`xaibench.ranking.chance_columns`), n, whether the method is a control (a map that
     ignores the model: random, sobel, center), and per metric mean, 95% CI, the number of images
-    it is defined on, direction and rank.
+    it is defined on, direction, rank interval and whether it beats the best control.
 
-    Rank 1 is the best method on that model for that metric (ties share the lower rank);
-    ``mean_rank`` averages a method's ranks over the metrics. Informational columns (direction
-    "none") get no rank and stay out of ``mean_rank``.
+    ``<metric>_rank`` is the best rank the method may take on that model and ``_rank_worst`` the
+    worst, from paired tests (:mod:`xaibench.ranking`): methods not significantly different
+    share ranks. ``mean_rank`` averages the midpoints (rank + rank_worst) / 2 over the ranked
+    metrics (the usual average rank for ties). Informational columns (direction "none") get no
+    rank and stay out of ``mean_rank``.
     """
     rows = []
     for (model, method), group in scores.groupby(["model", "method"], sort=False):
-        row = {"dataset": dataset, "model": model, "method": method, "control": method in controls}
-        row["n"] = int(group["index"].nunique())
+        row = {"dataset": dataset, "model": model, "method": method, "control": method in controls,
+               "n": int(group["index"].nunique())}
         for metric, g in group.groupby("metric", sort=False):
-            v = g.sort_values("index")["value"].to_numpy()
-            v = v[np.isfinite(v)]  # NaN: the metric is undefined on that image (e.g. empty mask)
-            lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
-            row[f"{metric}_mean"] = float(v.mean()) if len(v) else float("nan")
-            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = lo, hi
-            row[f"{metric}_n"] = len(v)
-            row[f"{metric}_direction"] = direction(g["higher_is_better"].iloc[0])
+            row.update(metric_stats(g.sort_values("index")["value"].to_numpy(), metric,
+                                    g["higher_is_better"].iloc[0], n_boot=n_boot, seed=seed))
         rows.append(row)
-    board = pd.DataFrame(rows)
-    board = board.merge(models[["model", "accuracy"]], on="model", how="left")
+    present = [c for c in MODEL_COLUMNS if c in models.columns]
+    board = pd.DataFrame(rows).merge(models[["model", *present]], on="model", how="left")
+    for column in MODEL_COLUMNS:
+        board[column] = board[column] if column in board else None
     metrics = list(dict.fromkeys(scores["metric"]))
-    ranked = []
     for metric in metrics:
-        directions = set(board[f"{metric}_direction"])
-        if directions == {"none"}:
-            board[f"{metric}_rank"] = float("nan")
-            continue
-        higher = directions == {"higher"}
-        board[f"{metric}_rank"] = board.groupby("model")[f"{metric}_mean"].rank(
-            ascending=not higher, method="min")
-        ranked.append(metric)
-    board["mean_rank"] = board[[f"{m}_rank" for m in ranked]].mean(1)
-    first = ["dataset", "model", "method", "control", "accuracy", "n", "mean_rank"]
-    ordered = first + [c for m in metrics for c in
-                       (f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high", f"{m}_n", f"{m}_direction", f"{m}_rank")]
+        add_evidence(board, scores, metric, list(controls))
+    ranked = [m for m in metrics if set(board[f"{m}_direction"]) != {"none"}]
+    board["mean_rank"] = pd.concat([(board[f"{m}_rank"] + board[f"{m}_rank_worst"]) / 2
+                                    for m in ranked], axis=1).mean(1) if ranked else float("nan")
+    first = ["dataset", "model", "method", "control", *MODEL_COLUMNS, "n", "mean_rank"]
+    ordered = first + [f"{m}_{c}" for m in metrics for c in METRIC_COLUMNS]
     return board[ordered].sort_values(["model", "mean_rank", "method"], kind="stable")
+
+
+METRIC_COLUMNS = ("mean", "ci_low", "ci_high", "n", "direction", "rank", "rank_worst", "beats_controls")
+
+
+def curve_summary(data: pd.DataFrame, x: str, y: str, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Mean of ``y`` over images per (model, method, ``x``) with the leaderboard's 95% percentile
+    bootstrap interval (:func:`bootstrap_ci`, same seed): the bands the curve plots draw.
+
+    Returns:
+        columns model, method, ``x``, mean, ci_low, ci_high.
+    """
+    rows = []
+    for (model, method, at), g in data.groupby(["model", "method", x], sort=False):
+        v = g[y].to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+        rows.append({"model": model, "method": method, x: at,
+                     "mean": float(v.mean()) if len(v) else float("nan"), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["model", "method", x, "mean", "ci_low", "ci_high"])
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -140,6 +188,17 @@ def score_table(scores: list[pd.DataFrame], dataset: str, labels: torch.Tensor) 
     return frame
 
 
+def tables(models: list[dict], scores: list[pd.DataFrame], labels: torch.Tensor, *, dataset: str,
+           controls: list[str], bootstrap: int, seed: int) -> tuple[pd.DataFrame, ...]:
+    """(models, scores, leaderboard) tables: the models with their accuracy interval and chance
+    rate over ``labels`` (the test labels), every per-image score, and the ranked board."""
+    model_frame = ranking.chance_columns(pd.DataFrame(models), labels.numpy())
+    score_frame = score_table(scores, dataset, labels)
+    board = summarise(score_frame, model_frame, dataset=dataset, n_boot=bootstrap, seed=seed,
+                      controls=controls)
+    return model_frame, score_frame, board
+
+
 def write_outputs(
     run_dir: Path,
     *,
@@ -153,11 +212,10 @@ def write_outputs(
     bootstrap: int,
     seed: int,
 ) -> pd.DataFrame:
-    """Write leaderboard.csv, scores.csv, curves.csv, costs.csv and models.csv; return the board."""
-    model_frame = pd.DataFrame(models)
-    score_frame = score_table(scores, dataset, labels)
-    board = summarise(score_frame, model_frame, dataset=dataset, n_boot=bootstrap, seed=seed,
-                      controls=controls)
+    """Write leaderboard.csv, scores.csv, curves.csv, costs.csv and models.csv (:func:`tables`);
+    return the board."""
+    model_frame, score_frame, board = tables(models, scores, labels, dataset=dataset, controls=controls,
+                                             bootstrap=bootstrap, seed=seed)
     write_csv(run_dir / "leaderboard.csv", board)
     write_csv(run_dir / "scores.csv", score_frame)
     write_csv(run_dir / "models.csv", model_frame)
@@ -176,31 +234,61 @@ def ranked_metrics(board: pd.DataFrame) -> list[str]:
             and set(board[c].dropna()) & {"higher", "lower"}]
 
 
-def agreement(board: pd.DataFrame) -> pd.DataFrame:
-    """Kendall tau between the method rankings that each pair of metrics induces.
+MIN_AGREEMENT_METHODS = 4  # Kendall tau from 3 methods can only be +-1/3 or +-1
 
-    For each (dataset, model[, run]) group, every metric orders the methods by its mean (sign
-    flipped for lower-is-better metrics, so that tau = 1 means the two metrics agree on which
-    method is better); tau is averaged over the groups where both metrics rank at least three
-    methods. Returns a square DataFrame indexed by metric (NaN where no group qualifies).
+
+def agreement_cells(board: pd.DataFrame) -> dict[tuple[str, str], list[tuple[float, int]]]:
+    """(metric a, metric b) -> [(Kendall tau, number of methods)] over the (dataset, model[, run])
+    groups where both metrics rank at least ``MIN_AGREEMENT_METHODS`` methods.
+
+    Every metric orders the methods by its mean (sign flipped for lower-is-better metrics, so
+    that tau = 1 means the two metrics agree on which method is better).
     """
     from scipy.stats import kendalltau
 
     metrics = ranked_metrics(board)
     keys = [k for k in ("run", "dataset", "model") if k in board]
-    taus = {(a, b): [] for a in metrics for b in metrics}
+    cells: dict[tuple[str, str], list[tuple[float, int]]] = {(a, b): [] for a in metrics for b in metrics}
     for _, g in board.groupby(keys, sort=False):
         signed = {m: g[f"{m}_mean"] * (1 if (g[f"{m}_direction"] == "higher").all() else -1)
                   for m in metrics}
-        for a in metrics:
-            for b in metrics:
-                ok = signed[a].notna() & signed[b].notna()
-                if ok.sum() >= 3:
-                    tau = kendalltau(signed[a][ok], signed[b][ok]).statistic
-                    if np.isfinite(tau):
-                        taus[a, b].append(tau)
-    return pd.DataFrame([[np.mean(taus[a, b]) if taus[a, b] else np.nan for b in metrics]
-                         for a in metrics], index=metrics, columns=metrics)
+        for a, b in cells:
+            ok = signed[a].notna() & signed[b].notna()
+            if ok.sum() >= MIN_AGREEMENT_METHODS:
+                tau = kendalltau(signed[a][ok], signed[b][ok]).statistic
+                if np.isfinite(tau):
+                    cells[a, b].append((float(tau), int(ok.sum())))
+    return cells
+
+
+def agreement(board: pd.DataFrame) -> pd.DataFrame:
+    """Kendall tau between the method rankings that each pair of metrics induces, averaged over
+    the groups of :func:`agreement_cells`. Returns a square DataFrame indexed by metric (NaN where
+    no group has at least ``MIN_AGREEMENT_METHODS`` methods)."""
+    cells = agreement_cells(board)
+    metrics = ranked_metrics(board)
+    return pd.DataFrame([[np.mean([t for t, _ in cells[a, b]]) if cells[a, b] else np.nan
+                          for b in metrics] for a in metrics], index=metrics, columns=metrics)
+
+
+def agreement_methods(board: pd.DataFrame) -> pd.DataFrame:
+    """The number of methods behind each cell of :func:`agreement`: "8", or "6-8" when the
+    averaged groups differ ("" where the cell is empty)."""
+    cells = agreement_cells(board)
+    metrics = ranked_metrics(board)
+
+    def text(found: list[tuple[float, int]]) -> str:
+        ns = sorted({n for _, n in found})
+        return "" if not ns else str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    return pd.DataFrame([[text(cells[a, b]) for b in metrics] for a in metrics],
+                        index=metrics, columns=metrics)
+
+
+def agreement_shown(matrix: pd.DataFrame) -> bool:
+    """Whether an agreement matrix is worth drawing: two metrics or more, and some pair of
+    different metrics compared on at least ``MIN_AGREEMENT_METHODS`` methods."""
+    off = ~np.eye(len(matrix), dtype=bool)
+    return len(matrix) >= 2 and bool(np.isfinite(matrix.to_numpy(float)[off]).any())
 
 
 def merge_runs(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -220,6 +308,8 @@ def merge_runs(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
         row = dict(zip(keys, key))
         row["control"] = bool(g["control"].any()) if "control" in g else False
         row["runs"] = g["run"].nunique()
+        if "above_chance" in g:
+            row["above_chance"] = bool(g["above_chance"].eq(True).all())  # in every run
         for col in ["accuracy", "mean_rank", *(f"{m}_mean" for m in metrics)]:
             base = col[: -len("_mean")] if col.endswith("_mean") and col != "mean_rank" else col
             row[f"{base}_mean"], row[f"{base}_std"] = g[col].mean(), g[col].std(ddof=1)

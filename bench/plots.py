@@ -25,27 +25,52 @@ def save(fig: plt.Figure, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def mean_curves(curves: pd.DataFrame, path: Path, *, title: str, seed: int = 0) -> None:
-    """Mean perturbation curve per method with a 95% bootstrap band, one panel per model.
+CONTROL_DASHES = ("--", (0, (5, 2, 1, 2)), ":", (0, (8, 3)))
+
+
+def line_styles(methods: typing.Iterable[str], controls: typing.Iterable[str]) -> dict[str, dict]:
+    """Matplotlib line keywords per method: a colour each for real methods, and grey dashed lines
+    (a different grey and dash each) for the controls, which ignore the model."""
+    methods, controls = sorted(set(methods)), set(controls)
+    real = [m for m in methods if m not in controls]
+    colours = dict(zip(real, sns.color_palette("tab10" if len(real) <= 10 else "husl", len(real))))
+    styles = {m: {"color": colours[m], "linestyle": "-", "linewidth": 1.6} for m in real}
+    ctrl = [m for m in methods if m in controls]
+    for i, m in enumerate(ctrl):
+        styles[m] = {"color": str(0.25 + 0.45 * i / max(1, len(ctrl) - 1)),
+                     "linestyle": CONTROL_DASHES[i % len(CONTROL_DASHES)], "linewidth": 1.3}
+    return styles
+
+
+def mean_curves(summary: pd.DataFrame, path: Path, *, title: str,
+                controls: typing.Iterable[str] = ()) -> None:
+    """Mean perturbation curve per method with its 95% bootstrap band, one panel per model;
+    controls grey and dashed.
 
     Args:
-        curves: long format with columns model, method, index, step, value.
+        summary: columns model, method, step, mean, ci_low, ci_high
+            (:func:`xaibench.leaderboard.curve_summary`).
     """
-    lines_per_model(curves, "step", "value", path, title=title, seed=seed,
+    lines_per_model(summary, "step", path, title=title, controls=controls,
                     xlabel="perturbation step k", ylabel="f(x^(k))")
 
 
-def lines_per_model(data: pd.DataFrame, x: str, y: str, path: Path, *, title: str, seed: int,
-                    xlabel: str, ylabel: str) -> None:
-    """Mean of ``y`` over images against ``x``, one line per method with a 95% bootstrap band,
-    one panel per model."""
-    models = list(dict.fromkeys(data["model"]))
+def lines_per_model(summary: pd.DataFrame, x: str, path: Path, *, title: str,
+                    controls: typing.Iterable[str], xlabel: str, ylabel: str) -> None:
+    """One line per method (the mean) with its band (ci_low to ci_high), one panel per model; the
+    intervals are given, not recomputed here."""
+    models = list(dict.fromkeys(summary["model"]))
+    styles = line_styles(summary["method"], controls)
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.6), squeeze=False,
                              sharey=True)
     for ax, model in zip(axes[0], models):
-        sns.lineplot(data=data[data["model"] == model], x=x, y=y, hue="method",
-                     hue_order=sorted(data["method"].unique()),
-                     errorbar=("ci", 95), n_boot=200, seed=seed, ax=ax)
+        part = summary[summary["model"] == model]
+        for method, style in styles.items():
+            g = part[part["method"] == method].sort_values(x)
+            if len(g):
+                ax.plot(g[x], g["mean"], label=method, **style)
+                ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=style["color"], alpha=0.15,
+                                linewidth=0)
         ax.set(title=model, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
     legend_outside(fig, axes[0])
@@ -84,31 +109,41 @@ def aopc_by_steps(curves: pd.DataFrame) -> pd.DataFrame:
                          "L": c["step"], "aopc": aopc})
 
 
-def aopc_vs_steps(curves: pd.DataFrame, path: Path, *, title: str, seed: int = 0) -> None:
-    """AOPC as a function of the number of perturbation steps L, per method (95% band over
-    images), one panel per model."""
-    lines_per_model(aopc_by_steps(curves), "L", "aopc", path, title=title, seed=seed,
-                    xlabel="steps L", ylabel="AOPC after L steps")
+def aopc_vs_steps(summary: pd.DataFrame, path: Path, *, title: str,
+                  controls: typing.Iterable[str] = ()) -> None:
+    """AOPC as a function of the number of perturbation steps L, per method with its 95% band,
+    one panel per model.
+
+    Args:
+        summary: columns model, method, L, mean, ci_low, ci_high (the per-image AOPC of
+            :func:`aopc_by_steps` through :func:`xaibench.leaderboard.curve_summary`).
+    """
+    lines_per_model(summary, "L", path, title=title, controls=controls, xlabel="steps L",
+                    ylabel="AOPC after L steps")
 
 
-def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str) -> None:
-    """The xML paper's figure: mean AOPC over patch sizes, one panel per (model, substrate).
+def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str, controls: typing.Iterable[str] = ()) -> None:
+    """The xML paper's figure: mean AOPC over patch sizes, one panel per (model, substrate);
+    controls grey and dashed.
 
     Args:
         grid: columns model, method, substrate, patch_size, aopc (the mean over images).
     """
     models = list(dict.fromkeys(grid["model"]))
     substrates = list(dict.fromkeys(grid["substrate"]))
+    styles = line_styles(grid["method"], controls)
+    sizes = sorted(grid["patch_size"].unique())
     fig, axes = plt.subplots(len(models), len(substrates), squeeze=False, sharey=True,
                              figsize=(3.2 * len(substrates), 2.8 * len(models)))
     for row, model in zip(axes, models):
         for ax, substrate in zip(row, substrates):
             part = grid[(grid["model"] == model) & (grid["substrate"] == substrate)]
-            sns.lineplot(data=part, x="patch_size", y="aopc", hue="method", marker="o", ax=ax,
-                         hue_order=sorted(grid["method"].unique()))
+            for method, style in styles.items():
+                g = part[part["method"] == method].sort_values("patch_size")
+                if len(g):
+                    ax.plot(g["patch_size"], g["aopc"], marker="o", ms=4, label=method, **style)
             ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted(grid["patch_size"].unique()),
-                          labels=[str(p) for p in sorted(grid["patch_size"].unique())])
+            ax.set_xticks(sizes, labels=[str(p) for p in sizes])
             ax.set(title=f"{model}, {substrate}", xlabel="patch size (px)", ylabel="AOPC")
             ax.grid(alpha=0.3)
     legend_outside(fig, axes.ravel())
@@ -116,30 +151,43 @@ def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str) -> None:
     save(fig, path)
 
 
-def metric_bars(scores: pd.DataFrame, path: Path, *, title: str, ylabel: str, seed: int = 0) -> None:
-    """Mean per-image score per method with a 95% bootstrap interval, one colour per model
-    (e.g. POMPOM).
+def metric_bars(summary: pd.DataFrame, path: Path, *, title: str, ylabel: str) -> None:
+    """Mean score per method with its 95% interval as given (the leaderboard's own), one colour
+    per model (e.g. POMPOM).
 
     Args:
-        scores: long per-image scores of one metric: columns model, method, value.
+        summary: columns model, method, mean, ci_low, ci_high (one row per model and method).
     """
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * scores["method"].nunique() + 2), 3.6))
-    sns.barplot(data=scores, x="method", y="value", hue="model", errorbar=("ci", 95),
-                n_boot=200, seed=seed, ax=ax)
+    methods = list(dict.fromkeys(summary["method"]))
+    models = list(dict.fromkeys(summary["model"]))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(methods) + 2), 3.6))
+    for i, (model, colour) in enumerate(zip(models, sns.color_palette("tab10", len(models)))):
+        part = summary[summary["model"] == model].set_index("method").reindex(methods)
+        x = np.arange(len(methods)) - 0.4 + width * (i + 0.5)
+        err = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
+        ax.bar(x, part["mean"], width, yerr=np.nan_to_num(err), color=colour, label=model,
+               error_kw={"elinewidth": 1, "capsize": 2})
+    ax.set_xticks(np.arange(len(methods)), labels=methods, rotation=30, ha="right")
     ax.set(xlabel="", ylabel=ylabel, title=title)
-    ax.tick_params(axis="x", rotation=30)
     ax.grid(alpha=0.3, axis="y")
     legend_outside(fig, [ax])
     save(fig, path)
 
 
-def agreement_heatmap(matrix: pd.DataFrame, path: Path, *, title: str) -> None:
-    """Kendall tau between the method rankings of each pair of metrics (1 = same order)."""
+def agreement_heatmap(matrix: pd.DataFrame, path: Path, *, title: str,
+                      methods: pd.DataFrame | None = None) -> None:
+    """Kendall tau between the method rankings of each pair of metrics (1 = same order), each
+    cell with the number of methods it compares (``methods``: same shape, text)."""
     size = 1.0 + 0.9 * len(matrix)
+    notes = [[("" if pd.isna(t) else f"{t:.2f}") + (f"\nn={n}" if methods is not None and n else "")
+              for t, n in zip(row, methods.loc[a] if methods is not None else [""] * len(row))]
+             for a, row in matrix.iterrows()]
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    sns.heatmap(matrix, vmin=-1, vmax=1, center=0, cmap="vlag", annot=True, fmt=".2f",
-                square=True, cbar_kws={"label": "Kendall tau"}, ax=ax)
-    ax.set(title=title)
+    sns.heatmap(matrix, vmin=-1, vmax=1, center=0, cmap="vlag", annot=np.array(notes, dtype=object),
+                fmt="", square=True, cbar_kws={"label": "Kendall tau"}, ax=ax,
+                annot_kws={"fontsize": 8})
+    ax.set(title=title + ("\n(n: methods compared per model)" if methods is not None else ""))
     save(fig, path)
 
 
@@ -164,17 +212,18 @@ def cost_quality(data: pd.DataFrame, path: Path, *, title: str) -> None:
 
 def gallery(images: np.ndarray, masks: np.ndarray | None, maps: dict[str, np.ndarray], path: Path,
             *, title: str, row_labels: list[str]) -> None:
-    """Test images (with the ground-truth region outlined) and one column per method.
+    """Test images (with the ground-truth region outlined) and one column per method, with a
+    colour bar for the maps.
 
     Args:
         images: uint8 [K, 3, H, W]; masks: bool [K, H, W] or None; maps: method -> [K, H, W].
-        row_labels: one label per image (e.g. its class).
+        row_labels: one label per image (e.g. its true and predicted class).
     """
     k = len(images)
     cols = 1 + len(maps)
-    fig, axes = plt.subplots(k, cols, figsize=(1.8 * cols, 1.8 * k), squeeze=False)
+    fig, axes = plt.subplots(k, cols, figsize=(1.8 * cols + 0.8, 1.8 * k), squeeze=False)
+    panels = [("image", None)] + list(maps.items())
     for r in range(k):
-        panels = [("image", None)] + list(maps.items())
         for c, (name, m) in enumerate(panels):
             ax = axes[r, c]
             if m is None:
@@ -189,8 +238,13 @@ def gallery(images: np.ndarray, masks: np.ndarray | None, maps: dict[str, np.nda
             if r == 0:
                 ax.set_title(name, fontsize=8)
             if c == 0:
-                ax.set_ylabel(row_labels[r], fontsize=8)
-    fig.suptitle(title + " (|map| / max per image; cyan: ground-truth region)", fontsize=9)
+                ax.set_ylabel(row_labels[r], fontsize=7)
+    if maps:
+        mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap="inferno")
+        top, bottom = axes[0, -1].get_position(), axes[-1, -1].get_position()
+        cax = fig.add_axes((top.x1 + 0.01, bottom.y0, 0.012, top.y1 - bottom.y0))
+        fig.colorbar(mappable, cax=cax, label="|map| / max over the image")
+    fig.suptitle(title + " (cyan: ground-truth region)", fontsize=9)
     save(fig, path)
 
 

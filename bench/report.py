@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from xaibench import leaderboard as lb
-from xaibench import plots
+from xaibench import plots, ranking
 from xaibench.config import ConfigError
 from xaibench.io import load_checked, write_text
 
@@ -63,6 +63,16 @@ class RunFolder:
     def dataset(self) -> str:
         return str(self.board["dataset"].iloc[0])
 
+    @property
+    def bootstrap(self) -> int:
+        """The run's bootstrap resamples (the leaderboard's; the plots' bands use the same)."""
+        return int(self.manifest["config"]["run"].get("bootstrap", 1000))
+
+    @property
+    def controls(self) -> list[str]:
+        """The methods that ignore the model (random, sobel, center)."""
+        return list(self.manifest.get("controls", []))
+
     def metric_config(self) -> dict[str, dict]:
         """metric id -> its resolved config (with the plugin name)."""
         return self.manifest["config"]["metrics"]
@@ -85,13 +95,16 @@ def training_plots(run: RunFolder) -> list[Path]:
 
 
 def curve_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
-    """The mean curve per method with a 95% band, for every curve the metrics wrote."""
+    """The mean curve per method with its 95% bootstrap band (the leaderboard's bootstrap: same
+    resamples and seed, computed once per step), for every curve the metrics wrote."""
     if run.curves is None:
         return []
     written = []
     for curve, part in run.curves.groupby("curve", sort=False):
         path = out / f"{curve}.png"
-        plots.mean_curves(part, path, title=f"{run.dataset}: mean {curve} curve", seed=seed)
+        summary = lb.curve_summary(part, "step", "value", n_boot=run.bootstrap, seed=seed)
+        plots.mean_curves(summary, path, title=f"{run.dataset}: mean {curve} curve",
+                          controls=run.controls)
         written.append(path)
     return written
 
@@ -109,8 +122,10 @@ def aopc_steps_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
         part = run.curves[run.curves["curve"] == f"{metric_id}_morf"]
         if len(part):
             path = out / f"{metric_id}_vs_steps.png"
-            plots.aopc_vs_steps(part, path, title=f"{run.dataset}: {metric_id} against the number "
-                                f"of MoRF steps L", seed=seed)
+            summary = lb.curve_summary(plots.aopc_by_steps(part), "L", "aopc", n_boot=run.bootstrap,
+                                       seed=seed)
+            plots.aopc_vs_steps(summary, path, title=f"{run.dataset}: {metric_id} against the "
+                                f"number of MoRF steps L", controls=run.controls)
             written.append(path)
     return written
 
@@ -138,53 +153,66 @@ def aopc_grid_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     if len(grid) == 0 or len(grid[["substrate", "patch_size"]].drop_duplicates()) < 2:
         return []
     path = out / "aopc_grid.png"
-    plots.aopc_grid(grid, path, title=f"{run.dataset}: AOPC over patch sizes and substrates")
+    plots.aopc_grid(grid, path, title=f"{run.dataset}: AOPC over patch sizes and substrates",
+                    controls=run.controls)
     return [path]
 
 
+def gallery_labels(gallery: dict, model: str) -> list[str]:
+    """One row label per gallery image: its true class and, when the run stored it, the class
+    ``model`` predicted."""
+    names = gallery["class_names"]
+    predicted = gallery.get("predictions", {}).get(model)
+    labels = [f"true: {names[int(y)]}" for y in gallery["labels"]]
+    if predicted is not None:
+        labels = [f"{label}\npred: {names[int(p)]}" for label, p in zip(labels, predicted)]
+    return labels
+
+
 def gallery_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
-    """Test images with their mask outline and one column per method, one figure per model."""
+    """Test images from every class with their mask outline, true and predicted class, and one
+    column per method, one figure per model."""
     from xaibench.io import from_half
 
     gallery = load_checked(run.path / "gallery.pt")
     if gallery is None:
         return []
-    names = gallery["class_names"]
-    labels = [names[int(y)] for y in gallery["labels"]]
     masks = None if gallery["masks"] is None else gallery["masks"].numpy()
     written = []
     for model, maps in gallery["maps"].items():
         path = out / f"gallery_{model}.png"
         plots.gallery(gallery["images"].numpy(), masks,
                       {m: from_half(a).numpy() for m, a in maps.items()}, path,
-                      title=f"{run.dataset}, {model}", row_labels=labels)
+                      title=f"{run.dataset}, {model}", row_labels=gallery_labels(gallery, model))
         written.append(path)
     return written
 
 
 def pompom_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
-    """POMPOM bars (share of the map outside the object; lower is better) per method and model."""
-    if run.scores is None:
-        return []
+    """POMPOM bars (share of the map outside the object; lower is better) per method and model,
+    with the leaderboard's confidence intervals."""
     written = []
     for metric_id, c in run.metric_config().items():
-        if c["plugin"] != "pompom":
+        if c["plugin"] != "pompom" or f"{metric_id}_mean" not in run.board:
             continue
-        part = run.scores[run.scores["metric"] == metric_id]
+        part = run.board[["model", "method"]].assign(
+            **{k: run.board[f"{metric_id}_{k}"] for k in ("mean", "ci_low", "ci_high")})
         path = out / f"{metric_id}_bars.png"
         plots.metric_bars(part, path, title=f"{run.dataset}: {metric_id} (lower is better)",
-                          ylabel=metric_id, seed=seed)
+                          ylabel=metric_id)
         written.append(path)
     return written
 
 
 def agreement_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
-    """Kendall tau between the rankings each metric induces (needs two ranked metrics)."""
+    """Kendall tau between the rankings each metric induces (needs two ranked metrics and a
+    model with at least ``lb.MIN_AGREEMENT_METHODS`` methods)."""
     matrix = lb.agreement(run.board)
-    if len(matrix) < 2:
+    if not lb.agreement_shown(matrix):
         return []
     path = out / "metric_agreement.png"
-    plots.agreement_heatmap(matrix, path, title=f"{run.dataset}: agreement between metrics")
+    plots.agreement_heatmap(matrix, path, title=f"{run.dataset}: agreement between metrics",
+                            methods=lb.agreement_methods(run.board))
     return [path]
 
 
@@ -289,26 +317,112 @@ def json_block(obj: object) -> str:
     return "```json\n" + json.dumps(obj, indent=2, sort_keys=True) + "\n```"
 
 
-def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFrame:
-    """The leaderboard as people read it: per metric "mean [CI]" and rank, the mean rank, and
+def method_labels(manifest: dict) -> dict[str, str]:
+    """method id -> the id with its plugin (when the id differs) and the parameters that differ
+    from the plugin's declared defaults, e.g. ``ig_white (integrated_gradients, baseline='white')``."""
+    from xaibench.plugins import parameters
+    from xaibench.registry import METHODS, RegistryError
+
+    def plain(v: object) -> object:
+        return json.loads(json.dumps(v, default=str))  # tuples as lists, like the manifest
+
+    labels = {}
+    for method_id, cfg in manifest["config"].get("methods", {}).items():
+        try:
+            defaults = {k: d for k, (_, d) in parameters(METHODS.get(cfg["plugin"])).items()}
+        except RegistryError:  # a third-party plugin not installed here: show every parameter
+            defaults = {}
+        changed = [f"{k}={v!r}" for k, v in cfg.items() if k not in ("plugin", "models")
+                   and (k not in defaults or plain(defaults[k]) != plain(v))]
+        notes = ([cfg["plugin"]] if cfg["plugin"] != method_id else []) + changed
+        labels[method_id] = method_id + (f" ({', '.join(notes)})" if notes else "")
+    return labels
+
+
+def metric_cell(board: pd.DataFrame, r: pd.Series, metric: str) -> str:
+    """"mean [CI] #rank(s)", and ", not better than <control>" when the method does not beat the
+    best control on that model."""
+    text = (f"{r[f'{metric}_mean']:.3f} [{r[f'{metric}_ci_low']:.3f}, {r[f'{metric}_ci_high']:.3f}]")
+    rank = ranking.rank_text(r.get(f"{metric}_rank"), r.get(f"{metric}_rank_worst", float("nan")))
+    text += f" {rank}" if rank else ""
+    if str(r.get(f"{metric}_beats_controls")) == "False":  # True/False/empty in the CSV
+        rows = board[(board["model"] == r["model"]) & board["control"].astype(bool)]
+        best = ranking.best_control(dict(zip(rows["method"], rows[f"{metric}_mean"])),
+                                    higher=r[f"{metric}_direction"] == "higher")
+        text += f", not better than {best}"
+    return text
+
+
+def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
+                  labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """The leaderboard as people read it: per metric "mean [CI] #rank" (a range where methods are
+    not significantly different) with the "not better than a control" flag, the mean rank, and
     beside it the cost per image to explain and to score."""
     metrics = [c[: -len("_direction")] for c in board.columns if c.endswith("_direction")]
+    labels = labels or {}
     rows = []
     cost = lb.cost_summary(costs).set_index(["model", "method"]) if costs is not None else None
     for _, r in board.iterrows():
-        row = {"model": r["model"], "method": r["method"] + (" (control)" if r.get("control") else ""),
+        at_chance = str(r.get("above_chance")) == "False"
+        row = {"model": r["model"] + (" (at chance)" if at_chance else ""),
+               "method": labels.get(r["method"], r["method"]) + (" (control)" if r.get("control") else ""),
                "acc.": r["accuracy"], "mean rank": r["mean_rank"]}
         for m in metrics:
             arrow = {"higher": " ↑", "lower": " ↓"}.get(r[f"{m}_direction"], "")
-            rank = "" if pd.isna(r.get(f"{m}_rank")) else f" #{int(r[f'{m}_rank'])}"
-            row[m + arrow] = (f"{r[f'{m}_mean']:.3f} [{r[f'{m}_ci_low']:.3f}, "
-                              f"{r[f'{m}_ci_high']:.3f}]{rank}")
+            row[m + arrow] = metric_cell(board, r, m)
         if cost is not None and (r["model"], r["method"]) in cost.index:
             c = cost.loc[(r["model"], r["method"])]
             row["explain s/img"] = f"{c['explain_s_per_image']:.4f}"
             row["score s/img"] = f"{c['score_s_per_image']:.4f}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def chance_warnings(board: pd.DataFrame) -> list[str]:
+    """One warning per model whose test accuracy is not above chance (its 95% interval reaches
+    the majority-class rate of the test labels)."""
+    if "above_chance" not in board:
+        return []
+    flagged = board[board["above_chance"].astype(str) == "False"].drop_duplicates("model")
+    return [f"> **Warning: model `{r['model']}` is not above chance**: test accuracy "
+            f"{r['accuracy']:.3f} (95% Wilson interval [{r['accuracy_ci_low']:.3f}, "
+            f"{r['accuracy_ci_high']:.3f}]) against a majority-class rate of {r['chance']:.3f}; "
+            f"rankings on this model are not meaningful." for _, r in flagged.iterrows()]
+
+
+RANKING_RULE = (
+    "Mean over test images with a 95% percentile-bootstrap confidence interval, and the method's "
+    "rank (#) among the methods on that model; ↑ higher is better, ↓ lower is better. Ranks come "
+    "from paired comparisons on the same images: for each model and metric every pair of methods "
+    "is compared with a two-sided Wilcoxon signed-rank test of the per-image differences, "
+    "Holm-corrected over the pairs (5% family-wise). \"#2-4\" means the method may rank anywhere "
+    "from 2 to 4: one method is significantly better and k-4 significantly worse; methods not "
+    "significantly different share ranks. The mean rank averages the midpoints of these ranges. "
+    "Controls ignore the model (random, edges, centre): a method should beat them; \"not better "
+    "than X\" marks a method that is not significantly better than the best control X on that "
+    "metric (one-sided Wilcoxon signed-rank test, Holm over the methods). Parameters that differ "
+    "from a method's defaults are shown beside its name. Costs are measured in this run on this "
+    "device and vary between runs.")
+
+
+def agreement_parts(board: pd.DataFrame) -> list[str]:
+    """The report's metric-agreement section: the matrix with the number of methods per cell, or
+    a line saying why it is left out."""
+    matrix = lb.agreement(board)
+    if len(matrix) < 2:
+        return []
+    if not lb.agreement_shown(matrix):
+        return ["## Agreement between metrics",
+                f"Left out: no model has at least {lb.MIN_AGREEMENT_METHODS} methods scored on two "
+                f"metrics (Kendall tau from 3 methods can only be ±1/3 or ±1)."]
+    methods = lb.agreement_methods(board)
+    cells = pd.DataFrame([[("" if pd.isna(t) else f"{t:.2f} (n={n})") for t, n in zip(row, methods.loc[a])]
+                          for a, row in matrix.iterrows()], index=matrix.index, columns=matrix.columns)
+    return ["## Agreement between metrics",
+            f"Kendall tau between the method rankings each pair of metrics induces (averaged over "
+            f"models with at least {lb.MIN_AGREEMENT_METHODS} methods; 1 = same order; n = the "
+            f"number of methods compared per model).",
+            markdown_table(cells.reset_index(names="metric"))]
 
 
 def render(run_dir: Path, *, seed: int = 0) -> Path:
@@ -318,25 +432,16 @@ def render(run_dir: Path, *, seed: int = 0) -> Path:
     figures += sorted((run.path / "plots").glob("tradeoff_*.png"))  # drawn earlier on request
     m = run.manifest
     models = run.csv("models.csv")
-    parts = [f"# xaibench report: {m['config_name']} on {run.dataset}",
+    parts = [f"# xaibench report: {m['config_name']} on {run.dataset}", *chance_warnings(run.board),
              f"Run `{m['run_id']}` (config `{m['config_source']}`, seed {m['seed']}, {m['n_test']} "
              f"test images, device {m['device']} ({m['device_name']}), xaibench "
              f"{m['versions'].get('xaibench', '?')}, torch {m['versions'].get('torch', '?')}). Re-create "
              f"with `xaibench run {m['config_source']} --seed {m['seed']}`.",
-             "## Leaderboard",
-             "Mean over test images with a 95% percentile-bootstrap confidence interval, and the "
-             "method's rank (#) among the methods on that model; ↑ higher is better, ↓ lower is "
-             "better. Controls ignore the model (random, edges, centre): a method should beat them. "
-             "Costs are measured in this run on this device and vary between runs.",
-             markdown_table(summary_table(run.board, run.costs))]
+             "## Leaderboard", RANKING_RULE,
+             markdown_table(summary_table(run.board, run.costs, method_labels(m)))]
     if models is not None:
         parts += ["## Models", markdown_table(models)]
-    matrix = lb.agreement(run.board)
-    if len(matrix) >= 2:
-        parts += ["## Agreement between metrics",
-                  "Kendall tau between the method rankings each pair of metrics induces "
-                  "(averaged over models with at least three methods; 1 = same order).",
-                  markdown_table(matrix.reset_index(names="metric"))]
+    parts += agreement_parts(run.board)
     if figures:
         parts.append("## Plots")
         parts += [f"![{f.stem}](plots/{f.name})" for f in figures]

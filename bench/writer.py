@@ -50,14 +50,18 @@ def tables(plan: Plan, results: Results) -> dict[str, list]:
 
 
 def gallery(results: Results) -> dict:
+    """gallery.pt: the gallery images, their masks, true labels, each model's predicted classes
+    and each (model, method)'s maps."""
     test, shown = results.splits.test, results.gallery
     maps: dict[str, dict] = {}
     for e in results.explained:
         model_id, method_id = e.cell.parts
         maps.setdefault(model_id, {})[method_id] = to_half(torch.stack([e.gallery[g] for g in shown]))
+    predictions = {m.cell.name: m.gallery_predictions for m in results.models
+                   if m.gallery_predictions is not None}
     return {"images": test.images[shown], "labels": test.labels[shown],
             "masks": None if test.masks is None else test.masks[shown],
-            "class_names": list(results.splits.class_names), "maps": maps}
+            "class_names": list(results.splits.class_names), "maps": maps, "predictions": predictions}
 
 
 def plugins(plan: Plan) -> list[dict]:
@@ -95,9 +99,9 @@ def leaderboard(plan: Plan, results: Results) -> pd.DataFrame:
     """The leaderboard alone, written nowhere (``xaibench.evaluate`` without ``out``)."""
     rows = tables(plan, results)
     controls = [s.id for s in plan.config.methods if not METHODS.get(s.plugin).uses_model]
-    scores = lb.score_table(rows["scores"], plan.config.dataset.plugin, results.splits.test.labels)
-    return lb.summarise(scores, pd.DataFrame(rows["models"]), dataset=plan.config.dataset.plugin,
-                        n_boot=plan.config.run.bootstrap, seed=plan.config.run.seed, controls=controls)
+    return lb.tables(rows["models"], rows["scores"], results.splits.test.labels,
+                     dataset=plan.config.dataset.plugin, controls=controls,
+                     bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed)[2]
 
 
 def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size: int = 1) -> pd.DataFrame:

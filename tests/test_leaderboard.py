@@ -65,20 +65,26 @@ def test_every_metric_column_has_its_direction():
     for column, direction in EXPECTED.items():
         assert (board[f"{column}_direction"] == direction).all(), column
         assert board[f"{column}_mean"].notna().all()
-        ranks = board[f"{column}_rank"]
+        ranks, worst = board[f"{column}_rank"], board[f"{column}_rank_worst"]
         assert ranks.isna().all() if direction == "none" else set(ranks) <= {1.0, 2.0}
+        assert worst.isna().all() if direction == "none" else set(worst) <= {1.0, 2.0}
     good = board.set_index("method").loc["good"]
     assert good["pointing_game_n"] == 4 and good["relevance_rank_n"] == 4  # empty masks left out
     assert good["pompom_n"] == 6  # an empty mask is all background
     assert good["relevance_mass_rank"] == 1 and good["pompom_rank"] == 1
     ranked = [c for c in EXPECTED if EXPECTED[c] != "none"]
-    assert good["mean_rank"] == pytest.approx(np.mean([good[f"{c}_rank"] for c in ranked]))
+    # ties share a rank range; the mean rank averages the midpoints of the ranges
+    assert good["mean_rank"] == pytest.approx(np.mean([(good[f"{c}_rank"] + good[f"{c}_rank_worst"]) / 2
+                                                       for c in ranked]))
 
 
 def test_informational_column_stays_out_of_the_mean_rank():
+    # eight images: a beats b on every one (one image could not separate them: both "#1-2")
     frame = pd.DataFrame({
-        "model": "m", "method": ["a", "a", "b", "b"], "metric": ["x", "x_info", "x", "x_info"],
-        "higher_is_better": [True, None, True, None], "index": 0, "value": [1.0, 5.0, 0.0, 1.0]})
+        "model": "m", "method": np.repeat(["a", "a", "b", "b"], 8),
+        "metric": np.repeat(["x", "x_info", "x", "x_info"], 8),
+        "higher_is_better": np.repeat([True, None, True, None], 8), "index": np.tile(np.arange(8), 4),
+        "value": np.repeat([1.0, 5.0, 0.0, 1.0], 8) + np.tile(np.arange(8) / 10, 4)})
     board = summarise(frame, pd.DataFrame({"model": ["m"], "accuracy": [1.0]}), dataset="d", n_boot=100,
                       seed=0).set_index("method")
     assert board.loc["a", "x_info_direction"] == "none" and np.isnan(board.loc["a", "x_info_rank"])
@@ -154,11 +160,12 @@ def test_aopc_after_l_steps_by_hand():
 def test_metric_agreement_is_kendall_tau_with_directions():
     from xaibench.leaderboard import agreement
 
-    board = pd.DataFrame({"dataset": "d", "model": "m", "method": ["a", "b", "c"],
-                          "x_mean": [3.0, 2.0, 1.0], "x_direction": "higher",
-                          "y_mean": [1.0, 2.0, 3.0], "y_direction": "lower",   # same order as x
-                          "z_mean": [1.0, 2.0, 3.0], "z_direction": "higher",  # reversed
-                          "w_mean": [1.0, 2.0, 3.0], "w_direction": "none"})   # not ranked
+    # four methods: the fewest the agreement uses (tau from 3 can only be +-1/3 or +-1)
+    board = pd.DataFrame({"dataset": "d", "model": "m", "method": ["a", "b", "c", "d"],
+                          "x_mean": [4.0, 3.0, 2.0, 1.0], "x_direction": "higher",
+                          "y_mean": [1.0, 2.0, 3.0, 4.0], "y_direction": "lower",   # same order as x
+                          "z_mean": [1.0, 2.0, 3.0, 4.0], "z_direction": "higher",  # reversed
+                          "w_mean": [1.0, 2.0, 3.0, 4.0], "w_direction": "none"})   # not ranked
     tau = agreement(board)
     assert list(tau.columns) == ["x", "y", "z"]
     assert tau.loc["x", "y"] == pytest.approx(1.0) and tau.loc["x", "z"] == pytest.approx(-1.0)

@@ -208,6 +208,18 @@ def test_run_folder_has_report_costs_and_plots(reference):
                    "metric_agreement", "cost_quality"):
         assert (folder / "plots" / f"{figure}.png").stat().st_size > 1000, figure
         assert f"(plots/{figure}.png)" in report
+    assert "Ranks come from paired comparisons on the same images" in report
+    board = pd.read_csv(folder / "leaderboard.csv")
+    for column in ("accuracy_ci_low", "accuracy_ci_high", "chance", "above_chance", "aopc_rank",
+                   "aopc_rank_worst", "aopc_beats_controls"):
+        assert column in board, column
+    assert (board["aopc_rank"] <= board["aopc_rank_worst"]).all()
+    assert board.loc[board["control"], "aopc_beats_controls"].isna().all()
+    from xaibench.io import load_checked
+
+    gallery = load_checked(folder / "gallery.pt")  # every class, and what the model predicted
+    assert set(gallery["labels"].tolist()) == {0, 1}
+    assert gallery["predictions"]["resnet18"].shape == gallery["labels"].shape
     costs = pd.read_csv(folder / "costs.csv")
     explain = costs[costs["stage"] == "explain"].set_index("method")
     # forward passes counted on the model: 1 per image for a gradient, 0 for a control,

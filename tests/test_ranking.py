@@ -1,0 +1,267 @@
+"""Rankings no more decisive than the evidence, on constructed score tables: tied ranks from
+paired tests, the chance flag, the "not better than a control" flag, the agreement left out below
+four methods, the gallery's images, and the report's wording."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xaibench import leaderboard as lb
+from xaibench import ranking, report
+
+
+def long(values: dict[str, np.ndarray], *, model: str = "m", metric: str = "x",
+         higher: bool | None = True) -> pd.DataFrame:
+    """Per-image scores {method: [N]} in the leaderboard's long format."""
+    return pd.concat([pd.DataFrame({"model": model, "method": m, "metric": metric,
+                                    "higher_is_better": higher, "index": np.arange(len(v)),
+                                    "value": v}) for m, v in values.items()], ignore_index=True)
+
+
+def board_of(scores: pd.DataFrame, controls=(), accuracy: float = 1.0) -> pd.DataFrame:
+    models = pd.DataFrame({"model": sorted(scores["model"].unique()), "accuracy": accuracy})
+    return lb.summarise(scores, models, dataset="d", n_boot=200, seed=0,
+                        controls=list(controls)).set_index("method")
+
+
+def noisy(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+# -- tied ranks ---------------------------------------------------------------------------------
+
+
+def test_identical_scores_share_a_rank_and_clearly_different_ones_do_not():
+    rng = noisy(0)
+    base = rng.normal(size=48)
+    board = board_of(long({"a": base + 2, "b": base + 2, "c": base, "d": base - 2}))
+    assert board.loc["a", "x_rank"] == board.loc["b", "x_rank"] == 1
+    assert board.loc["a", "x_rank_worst"] == board.loc["b", "x_rank_worst"] == 2
+    assert (board.loc["c", "x_rank"], board.loc["c", "x_rank_worst"]) == (3, 3)
+    assert (board.loc["d", "x_rank"], board.loc["d", "x_rank_worst"]) == (4, 4)
+    assert board.loc["a", "mean_rank"] == board.loc["b", "mean_rank"] == 1.5  # the midpoint
+
+
+def test_noisy_equal_scores_share_a_rank():
+    rng = noisy(1)
+    base = rng.normal(size=48)
+    # b has the same expected score as a, with independent per-image noise: its mean differs a
+    # little by chance, which a mean-based rank would report as a strict order
+    a, b = base + 1, base + 1 + rng.normal(scale=0.2, size=48)
+    assert a.mean() != b.mean()
+    board = board_of(long({"a": a, "b": b, "low": base - 1}, higher=False))
+    for m in ("a", "b"):
+        assert (board.loc[m, "x_rank"], board.loc[m, "x_rank_worst"]) == (2, 3)
+    assert (board.loc["low", "x_rank"], board.loc["low", "x_rank_worst"]) == (1, 1)  # lower is better
+
+
+def test_float_noise_between_equal_maps_is_not_evidence():
+    v = np.linspace(0.1, 0.9, 30)
+    board = board_of(long({"a": v, "b": v * (1 + 1e-12)}))
+    assert (board["x_rank"] == 1).all() and (board["x_rank_worst"] == 2).all()
+
+
+def test_rank_ranges_are_not_transitive_cliques():
+    # a > c and b > d significantly, neighbours not: ranges overlap like "1-2", "1-3", "2-4", "3-4"
+    significant = np.array([[0, 0, 1, 1], [0, 0, 0, 1], [1, 0, 0, 0], [1, 1, 0, 0]], dtype=bool)
+    best, worst = ranking.rank_intervals(np.array([4.0, 3.0, 2.0, 1.0]), significant, higher=True)
+    assert best.tolist() == [1, 1, 2, 3] and worst.tolist() == [2, 3, 4, 4]
+    assert [ranking.rank_text(b, w) for b, w in zip(best, worst)] == ["#1-2", "#1-3", "#2-4", "#3-4"]
+    assert ranking.rank_text(2.0, 2.0) == "#2" and ranking.rank_text(float("nan"), 1.0) == ""
+
+
+def test_holm_by_hand():
+    got = ranking.holm(np.array([0.01, 0.04, 0.03, 0.2]))
+    # sorted 0.01, 0.03, 0.04, 0.2 times 4, 3, 2, 1 = 0.04, 0.09, 0.08 -> 0.09 (monotone), 0.2
+    assert got == pytest.approx([0.04, 0.09, 0.09, 0.2])
+
+
+def test_paired_p_is_scipys_wilcoxon_on_the_shared_images():
+    from scipy.stats import wilcoxon
+
+    rng = noisy(2)
+    a, b = rng.normal(size=20), rng.normal(size=20) + 0.5
+    a[3], b[7] = np.nan, np.nan  # each undefined on one image: compared on the 18 shared ones
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert ranking.paired_p(a, b) == pytest.approx(wilcoxon(a[ok] - b[ok]).pvalue)
+    assert ranking.paired_p(np.ones(5), np.ones(5)) == 1.0
+
+
+def test_one_image_cannot_rank():
+    board = board_of(long({"a": np.array([1.0]), "b": np.array([0.0])}))
+    assert (board["x_rank"] == 1).all() and (board["x_rank_worst"] == 2).all()
+
+
+def test_the_leaderboard_is_byte_identical_run_to_run():
+    rng = noisy(3)
+    scores = long({m: rng.normal(size=40) + i * 0.2 for i, m in enumerate("abcde")})
+
+    def csv() -> str:
+        models = pd.DataFrame({"model": ["m"], "accuracy": [0.9]})
+        board = lb.summarise(scores, models, dataset="d", n_boot=200, seed=0, controls=["a"])
+        return board.to_csv(index=False, float_format="%.6g")
+    assert csv() == csv()
+
+
+# -- the chance flag ----------------------------------------------------------------------------
+
+
+def test_wilson_interval_matches_scipy():
+    from scipy.stats import binomtest
+
+    for k, n in ((32, 64), (60, 64), (0, 10), (10, 10)):
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        assert ranking.wilson_interval(k / n, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+
+
+def test_a_model_at_chance_is_flagged():
+    labels = np.array([0] * 32 + [1] * 32)
+    models = pd.DataFrame({"model": ["chance", "good", "close"], "accuracy": [0.5, 0.95, 0.6]})
+    out = ranking.chance_columns(models, labels).set_index("model")
+    assert (out["chance"] == 0.5).all()
+    assert out["above_chance"].to_dict() == {"chance": False, "good": True, "close": False}
+    assert out.loc["close", "accuracy_ci_low"] < 0.5 < out.loc["close", "accuracy_ci_high"]
+    # imbalanced labels: 90% accuracy is what always answering the majority class gets
+    skewed = ranking.chance_columns(pd.DataFrame({"model": ["m"], "accuracy": [0.9]}),
+                                    np.array([1] * 90 + [0] * 10))
+    assert skewed["chance"].iloc[0] == pytest.approx(0.9) and not skewed["above_chance"].iloc[0]
+
+
+def test_the_chance_flag_reaches_the_leaderboard_and_the_top_of_the_report():
+    labels = np.array([0, 1] * 32)
+    rng = noisy(4)
+    scores = pd.concat([long({"a": rng.normal(size=64), "b": rng.normal(size=64) + 3}, model=m)
+                        for m in ("at_chance", "fine")], ignore_index=True)
+    models = ranking.chance_columns(pd.DataFrame({"model": ["at_chance", "fine"], "accuracy": [0.5, 1.0]}),
+                                    labels)
+    board = lb.summarise(scores, models, dataset="d", n_boot=200, seed=0)
+    flags = board.drop_duplicates("model").set_index("model")["above_chance"].to_dict()
+    assert flags == {"at_chance": False, "fine": True}
+    back = pd.read_csv(io.StringIO(board.to_csv(index=False)))  # what the report reads
+    (warning,) = report.chance_warnings(back)
+    assert "`at_chance` is not above chance" in warning
+    assert "rankings on this model are not meaningful" in warning
+    table = report.summary_table(back, None)
+    assert set(table["model"]) == {"at_chance (at chance)", "fine"}
+
+
+# -- the control flag ----------------------------------------------------------------------------
+
+
+def test_a_method_not_better_than_the_best_control_is_flagged():
+    rng = noisy(5)
+    base = rng.normal(size=48)
+    board = board_of(long({"random": base, "center": base + 0.5,            # center: best control
+                           "good": base + 2, "like_center": base + 0.5 + rng.normal(scale=0.3, size=48),
+                           "bad": base - 1}), controls=["random", "center"])
+    flags = board["x_beats_controls"].to_dict()
+    assert flags == {"random": None, "center": None, "good": True, "like_center": False, "bad": False}
+    back = pd.read_csv(io.StringIO(board.reset_index().to_csv(index=False)))
+    assert back.set_index("method")["x_beats_controls"].isna().loc[["random", "center"]].all()
+    cells = report.summary_table(back, None).set_index("method")["x ↑"]
+    assert cells["like_center"].endswith("not better than center")
+    assert cells["bad"].endswith("not better than center")
+    assert "not better" not in cells["good"] and "not better" not in cells["random (control)"]
+
+
+def test_lower_is_better_controls_and_no_controls():
+    rng = noisy(6)
+    base = rng.normal(size=40)
+    board = board_of(long({"random": base, "good": base - 2}, higher=False), controls=["random"])
+    assert board.loc["good", "x_beats_controls"] is True
+    board = board_of(long({"a": base, "b": base - 2}))
+    assert board["x_beats_controls"].isna().all()  # nothing to compare with
+
+
+# -- metric agreement below four methods ----------------------------------------------------------
+
+
+def agreement_board(k: int) -> pd.DataFrame:
+    return pd.DataFrame({"dataset": "d", "model": "m", "method": [f"m{i}" for i in range(k)],
+                         "x_mean": np.arange(k, dtype=float), "x_direction": "higher",
+                         "y_mean": np.arange(k, dtype=float)[::-1], "y_direction": "lower"})
+
+
+def test_agreement_is_left_out_below_four_methods(tmp_path):
+    three = agreement_board(3)
+    matrix = lb.agreement(three)
+    assert matrix.isna().all().all() and not lb.agreement_shown(matrix)
+    (_, line) = report.agreement_parts(three)
+    assert line.startswith("Left out") and "±1/3" in line
+    four = agreement_board(4)
+    assert lb.agreement_shown(lb.agreement(four))
+    assert lb.agreement(four).loc["x", "y"] == pytest.approx(1.0)
+    assert (lb.agreement_methods(four) == "4").all().all()
+    parts = report.agreement_parts(four)
+    assert "1.00 (n=4)" in parts[-1]
+    from xaibench import plots
+
+    plots.agreement_heatmap(lb.agreement(four), tmp_path / "a.png", title="t",
+                            methods=lb.agreement_methods(four))
+    assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+def test_agreement_states_the_range_of_methods_over_models():
+    board = pd.concat([agreement_board(4), agreement_board(6).assign(model="n"),
+                       agreement_board(3).assign(model="o")], ignore_index=True)
+    assert lb.agreement_methods(board).loc["x", "y"] == "4-6"  # the 3-method model is left out
+
+
+# -- gallery, curves, labels ----------------------------------------------------------------------
+
+
+def test_gallery_takes_every_class_round_robin_regions_first():
+    from xaibench.datasets.splits import Split
+    from xaibench.execute import gallery_indices
+
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 0])
+    masks = torch.zeros(8, 4, 4, dtype=torch.bool)
+    masks[[2, 5], 1, 1] = True  # image 2 (class 0) and 5 (class 1) have a region
+    split = Split(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), labels, masks)
+    assert gallery_indices(split, 4) == [2, 5, 6, 0]
+    assert gallery_indices(Split(split.images, labels), 6) == [0, 4, 6, 1, 5, 2]  # no masks
+
+
+def test_curve_bands_are_the_leaderboards_bootstrap():
+    rng = noisy(7)
+    values = rng.normal(size=(30, 3))
+    curves = pd.DataFrame({"model": "m", "method": "a", "index": np.repeat(np.arange(30), 3),
+                           "step": np.tile(np.arange(3), 30), "value": values.ravel()})
+    summary = lb.curve_summary(curves, "step", "value", n_boot=200, seed=3)
+    for s in range(3):
+        row = summary[summary["step"] == s].iloc[0]
+        assert row["mean"] == pytest.approx(values[:, s].mean())
+        assert (row["ci_low"], row["ci_high"]) == lb.bootstrap_ci(values[:, s], n_boot=200, seed=3)
+
+
+def test_controls_are_grey_and_dashed():
+    from xaibench.plots import line_styles
+
+    styles = line_styles(["gradcam", "random", "saliency", "center"], ["random", "center"])
+    assert list(styles)[:2] == ["gradcam", "saliency"]
+    for m in ("random", "center"):
+        grey = float(styles[m]["color"])  # a matplotlib grey level
+        assert 0 < grey < 1 and styles[m]["linestyle"] != "-"
+    assert styles["gradcam"]["linestyle"] == "-" and styles["random"] != styles["center"]
+
+
+def test_report_shows_non_default_parameters_beside_the_method():
+    manifest = {"config": {"methods": {
+        "integrated_gradients": {"plugin": "integrated_gradients", "baseline": "white"},
+        "ig_default": {"plugin": "integrated_gradients", "baseline": "black"},
+        "gradcam": {"plugin": "gradcam"}}}}
+    labels = report.method_labels(manifest)
+    assert labels["integrated_gradients"] == "integrated_gradients (baseline='white')"
+    assert labels["ig_default"] == "ig_default (integrated_gradients)"
+    assert labels["gradcam"] == "gradcam"
+
+
+def test_a_method_undefined_on_every_image_is_not_ranked():
+    v = np.linspace(0, 1, 12)
+    board = board_of(long({"a": v, "b": v + 1, "none": np.full(12, np.nan)}))
+    assert np.isnan(board.loc["none", "x_rank"]) and np.isnan(board.loc["none", "x_rank_worst"])
+    assert (board.loc["b", "x_rank"], board.loc["b", "x_rank_worst"]) == (1, 1)
+    assert (board.loc["a", "x_rank"], board.loc["a", "x_rank_worst"]) == (2, 2)  # last of two
