@@ -87,7 +87,7 @@ def manifest(plan: Plan, results: Results, timings: dict[str, float], world_size
                         else platform.processor() or platform.machine()),
         "torch_threads": plan.threads, "processes": world_size, "versions": versions(),
         "timings": timings, "n_test": len(results.splits.test),
-        "controls": [s.id for s in plan.config.methods if not METHODS.get(s.plugin).uses_model],
+        "controls": controls(plan),
         "plugins": plugins(plan),
         "cells": [{"kind": c.kind, "name": c.name, "key": c.key, **status.get(c.name, {}),
                    "path": str(c.path.relative_to(plan.run_dir.parent)), "record": c.record}
@@ -95,22 +95,25 @@ def manifest(plan: Plan, results: Results, timings: dict[str, float], world_size
     }
 
 
+def controls(plan: Plan) -> list[str]:
+    """The run's methods that ignore the model (random, sobel, center: the leaderboard's controls)."""
+    return [s.id for s in plan.config.methods if not METHODS.get(s.plugin).uses_model]
+
+
 def leaderboard(plan: Plan, results: Results) -> pd.DataFrame:
     """The leaderboard alone, written nowhere (``xaibench.evaluate`` without ``out``)."""
     rows = tables(plan, results)
-    controls = [s.id for s in plan.config.methods if not METHODS.get(s.plugin).uses_model]
     return lb.tables(rows["models"], rows["scores"], results.splits.test.labels,
-                     dataset=plan.config.dataset.plugin, controls=controls,
+                     dataset=plan.config.dataset.plugin, controls=controls(plan),
                      bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed)[2]
 
 
 def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size: int = 1) -> pd.DataFrame:
     """Write every output of the run under ``plan.run_dir``; return the leaderboard."""
     run_dir, rows = plan.run_dir, tables(plan, results)
-    controls = [s.id for s in plan.config.methods if not METHODS.get(s.plugin).uses_model]
     board = lb.write_outputs(run_dir, dataset=plan.config.dataset.plugin, models=rows["models"],
                              scores=rows["scores"], curves=rows["curves"], costs=rows["costs"],
-                             labels=results.splits.test.labels, controls=controls,
+                             labels=results.splits.test.labels, controls=controls(plan),
                              bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed)
     for m in (m for m in results.models if m.trained.history):
         lb.write_history(run_dir / "training" / f"{m.cell.name}.csv", m.trained.history)
