@@ -10,6 +10,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Literal
 
@@ -141,6 +142,11 @@ class BackboneConfig:
         stem: "auto" drops the stem's max-pool (ResNet) or the last pool (VGG) for images
             smaller than 112 px, so small images keep a usable final feature map.
         batch_size, weight_decay, momentum, optimizer: training.
+        bn_recalibration: before each validation, recompute the BatchNorm running statistics of
+            the modules in train mode from this many shuffled training batches (forward passes,
+            no gradients; "precise BN", Wu and Johnson 2021), so that validation and early
+            stopping judge the current weights rather than running averages that lag them;
+            0 keeps the running averages (torchvision's and the xML paper's training).
     """
 
     id: str
@@ -153,9 +159,11 @@ class BackboneConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     optimizer: Literal["sgd", "adam"] = "sgd"
+    bn_recalibration: int = 0
 
     def __post_init__(self) -> None:
         check_range("batch_size", self.batch_size, low=1)
+        check_range("bn_recalibration", self.bn_recalibration, low=0)
         check_range("weight_decay", self.weight_decay, low=0.0)
         check_range("momentum", self.momentum, low=0.0, high=1.0)
 
@@ -259,6 +267,26 @@ def build_model(cfg: BackboneConfig, num_classes: int, image_size: tuple[int, in
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, forward: Callable[[torch.Tensor], object],
+                          split: Split, *, batch_size: int, batches: int, device: torch.device,
+                          generator: torch.Generator) -> None:
+    """Precise BN: reset the running statistics of the BatchNorm layers of ``model`` that are in
+    train mode, then set them to the average batch statistics of ``batches`` shuffled batches of
+    ``split`` passed through ``forward`` (no gradients). Layers in eval mode stay unchanged."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    try:
+        for images, _, _ in islice(split.batches(batch_size, device=device, generator=generator), batches):
+            forward(images)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` on ``split``, in eval mode."""
     was_training = model.training
@@ -289,6 +317,7 @@ def train_classifier(
                               "lr": cfg.lr}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     gen = torch.Generator().manual_seed(seed)
+    bn_gen = torch.Generator().manual_seed(seed + 1)
     best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     history = []
     bar = tqdm(range(cfg.epochs), desc=f"train {cfg.id}", disable=not progress, leave=False)
@@ -305,6 +334,9 @@ def train_classifier(
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
         sched.step()
+        if cfg.bn_recalibration:
+            recalibrate_batchnorm(model, model, splits.train, batch_size=cfg.batch_size,
+                                  batches=cfg.bn_recalibration, device=device, generator=bn_gen)
         val_loss, val_acc = evaluate(model, splits.val, cfg.batch_size, device)
         history.append({"epoch": epoch + 1, "train_loss": total / seen, "train_acc": correct / seen,
                         "val_loss": val_loss, "val_acc": val_acc})

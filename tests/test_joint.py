@@ -15,7 +15,7 @@ from xaibench.methods.joint.model import Gate, JointClassifier
 from xaibench.methods.joint.train import (
     JointModelConfig,
     phase_optimizer,
-    recalibrate_batchnorm,
+    recalibrate_phase,
     run_epoch,
     train_joint,
     train_phase,
@@ -225,8 +225,8 @@ def test_batchnorm_recalibration_matches_the_batch_statistics(splits, phase, fro
         m.running_mean.fill_(5.0)
         m.running_var.fill_(9.0)
     before = None if frozen is None else copy.deepcopy(getattr(model, frozen).state_dict())
-    recalibrate_batchnorm(model, splits.train, cfg, phase, batches=1, device=torch.device("cpu"),
-                          generator=torch.Generator().manual_seed(0))
+    recalibrate_phase(model, splits.train, cfg, phase, device=torch.device("cpu"),
+                      generator=torch.Generator().manual_seed(0))
     if frozen is not None:  # the frozen module: bitwise unchanged and in eval mode
         assert all(torch.equal(before[k], v) for k, v in getattr(model, frozen).state_dict().items())
         assert not getattr(model, frozen).training

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from xaibench.datasets.synthetic import Synthetic
-from xaibench.models import ModelConfig, build_model, obtain_model
+from xaibench.models import ModelConfig, build_model, obtain_model, recalibrate_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,33 @@ def test_architectures_adapt_to_classes_and_size(arch):
     with torch.no_grad():
         assert model(torch.rand(2, 3, 32, 32)).shape == (2, 5)
     assert dict(model.named_modules())[model.cam_layer] is not None
+
+
+def test_batchnorm_recalibration_of_a_plain_model(splits):
+    model = build_model(ModelConfig(id="m", arch="resnet18"), num_classes=2, image_size=(32, 32))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:  # stale statistics, as after fast-moving training steps
+        m.running_mean.fill_(5.0)
+        m.running_var.fill_(9.0)
+    images, _, _ = splits.train.batch(slice(None))
+    with torch.no_grad():
+        stale_logits = model.eval()(images)
+    model.train()
+    recalibrate_batchnorm(model, model, splits.train, batch_size=len(splits.train), batches=1,
+                          device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    assert all(m.momentum == 0.1 for m in norms)  # momentum restored
+    with torch.no_grad():  # one batch holding the whole split: eval mode = train mode's statistics
+        train_logits = model(images)
+        eval_logits = model.eval()(images)
+    # up to the unbiased variance of the running statistics (n / (n - 1) on 1x1 maps of 16 images)
+    assert torch.allclose(eval_logits, train_logits, atol=0.05)
+    assert not torch.allclose(stale_logits, train_logits, atol=0.05)
+    stale = build_model(ModelConfig(id="m", arch="resnet18"), num_classes=2, image_size=(32, 32))
+    stale.load_state_dict(model.state_dict())
+    stale.eval()
+    recalibrate_batchnorm(stale, stale, splits.train, batch_size=4, batches=2,  # eval mode: unchanged
+                          device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(stale.state_dict().values(), model.state_dict().values()))
 
 
 def test_checkpoint_cache(tmp_path, splits):

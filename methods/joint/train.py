@@ -31,7 +31,7 @@ from xaibench.datasets.splits import Split, Splits
 from xaibench.io import config_hash, load_checked, save_checked
 from xaibench.keys import digest
 from xaibench.metrics.relevance_mass import relevance_mass
-from xaibench.models import BackboneConfig, Classifier
+from xaibench.models import BackboneConfig, Classifier, recalibrate_batchnorm
 from xaibench.plugins import ParamError, check_range
 
 from . import losses
@@ -67,11 +67,8 @@ class JointModelConfig(BackboneConfig):
             cropped (torchvision transforms v2); 0 disables augmentation.
         explainer_optimizer: the explainer's optimiser ("sgd" or "adam"); None uses
             ``optimizer`` like the classifier (the paper: SGD for both).
-        bn_recalibration: before each validation, recompute the BatchNorm running statistics of
-            the modules in train mode (those the phase trains, and the phase-2 classifier when
-            ``frozen_bn = "train"``) from this many training batches (forward passes in train
-            mode, no gradients; "precise BN"), so that validation and early stopping see the
-            statistics of the current weights; 0 keeps the running averages (the paper).
+        bn_recalibration: (see BackboneConfig) the modules in train mode are those the phase
+            trains, and the phase-2 classifier when ``frozen_bn = "train"``.
         frozen_bn: the mode of the frozen classifier in phase 2: "train" (the original's: batch
             statistics, running statistics updated, weights fixed) or "eval" (running statistics
             of phase 1, nothing changes).
@@ -94,7 +91,6 @@ class JointModelConfig(BackboneConfig):
     class_weights: tuple[float, ...] | None = None
     augment: float = 0.0
     explainer_optimizer: Literal["sgd", "adam"] | None = None
-    bn_recalibration: int = 0
     frozen_bn: Literal["train", "eval"] = "train"
     upsample: Literal["transpose", "resize"] = "transpose"
     hybrid_images: Literal["all", "positives"] = "all"
@@ -120,7 +116,6 @@ class JointModelConfig(BackboneConfig):
         check_range("beta", self.beta, low=0.0, high=1.0)
         check_range("gamma", self.gamma, low=0.0)
         check_range("augment", self.augment, low=0.0, high=1.0)
-        check_range("bn_recalibration", self.bn_recalibration, low=0)
         if self.class_weights is not None and any(w <= 0 for w in self.class_weights):
             raise ParamError("class_weights", f"must all be > 0, got {list(self.class_weights)}")
 
@@ -232,28 +227,14 @@ def run_epoch(model: JointClassifier, split: Split, cfg: JointModelConfig, *, al
     return means if split.masks is None else {**means, "mass": mass / masked if masked else math.nan}
 
 
-@torch.no_grad()
-def recalibrate_batchnorm(model: JointClassifier, split: Split, cfg: JointModelConfig, phase: int, *,
-                          batches: int, device: torch.device, generator: torch.Generator) -> None:
-    """Recompute the running statistics of the BatchNorm layers that :func:`set_phase` leaves in
-    train mode ("precise BN"): reset them, then average the batch statistics of ``batches``
-    shuffled batches of ``split`` (forward passes, no gradients). A frozen module in eval mode stays
+def recalibrate_phase(model: JointClassifier, split: Split, cfg: JointModelConfig, phase: int, *,
+                      device: torch.device, generator: torch.Generator) -> None:
+    """Precise BN for ``phase``: the BatchNorm layers :func:`set_phase` leaves in train mode get the
+    statistics of ``cfg.bn_recalibration`` training batches; a frozen module in eval mode stays
     unchanged. Leaves the model as :func:`set_phase` does."""
     set_phase(model, phase, frozen_bn=cfg.frozen_bn)
-    norms = [m for m in model.modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-    try:
-        for i, (images, _, _) in enumerate(split.batches(cfg.batch_size, device=device, generator=generator)):
-            if i >= batches:
-                break
-            model.forward_with_explanation(images)
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
+    recalibrate_batchnorm(model, model.forward_with_explanation, split, batch_size=cfg.batch_size,
+                          batches=cfg.bn_recalibration, device=device, generator=generator)
 
 
 def set_phase(model: JointClassifier, phase: int, *, frozen_bn: Literal["train", "eval"] = "train") -> None:
@@ -345,8 +326,7 @@ def train_phase(model: JointClassifier, splits: Splits, cfg: JointModelConfig, p
         train = run_epoch(model, splits.train, cfg, alpha=alpha, device=device, optimizer=optimizer,
                           generator=generator)
         if cfg.bn_recalibration:
-            recalibrate_batchnorm(model, splits.train, cfg, phase, batches=cfg.bn_recalibration,
-                                  device=device, generator=bn_generator)
+            recalibrate_phase(model, splits.train, cfg, phase, device=device, generator=bn_generator)
         model.eval()
         val = run_epoch(model, splits.val, cfg, alpha=alpha, device=device)
         rows.append({"phase": phase + 1, "epoch": epoch + 1,
