@@ -283,13 +283,13 @@ def config_keys_page() -> str:
              "Every key a config file (or `--set section.key=value`) accepts, generated from the "
              "declarations the config checker reads, so nothing here can fall behind the code. "
              "[Configs](../configs.md) explains the sections.", "",
-             "## [run]", "", "All optional.", "", keys_table(RunConfig),
-             "## [dataset]", "",
+             "## [run] {#run}", "", "All optional.", "", keys_table(RunConfig),
+             "## [dataset] {#dataset}", "",
              "`name` picks the dataset plugin; the other keys are that plugin's.", ""]
     for slug, names, cls in entries("datasets"):
         lines += [f"### `{names[0]}`", "", f"[{plain(description(cls))}](datasets/{slug}.md)", "",
                   keys_table(cls)]
-    lines += ["## [models.&lt;id&gt;]", "",
+    lines += ["## [models.&lt;id&gt;] {#models}", "",
               "The table name is the model's name in the leaderboard; `arch` picks the family "
               "(default `resnet18`): an architecture name, or `<source>:<name>` for a model "
               "loaded from elsewhere.", ""]
@@ -298,7 +298,7 @@ def config_keys_page() -> str:
                   f"[{plain(description(cls))}](models/{slug}.md)", "",
                   keys_table(cls, hidden=HIDDEN_MODEL_KEYS)]
     for kind in KINDS[:2]:
-        lines += [f"## [{kind.key}.&lt;id&gt;]", "",
+        lines += [f"## [{kind.key}.&lt;id&gt;] {{#{kind.key}}}", "",
                   f"The table name is the {kind.singular}'s id in the run; `plugin = \"<name>\"` "
                   f"picks the plugin (default: the id), so one plugin can appear several times with "
                   f"different keys."
