@@ -138,6 +138,15 @@ def test_doc_fields_reads_google_sections():
     fields = pages_module.doc_fields(Child)
     assert fields == {"a": "overridden.", "b": "shared text that continues.", "c": "its own key."}
 
+    class Grandchild(Child):
+        """Sums up inherited keys in one line: their own entries above stay.
+
+        Args:
+            a, c: the inherited options.
+        """
+
+    assert pages_module.doc_fields(Grandchild) == fields
+
 
 def test_sphinx_references_resolve_and_a_missing_target_does_not():
     griffe = pytest.importorskip("griffe")  # the docs extra; `make test` installs it

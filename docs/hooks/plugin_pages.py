@@ -114,31 +114,39 @@ def default_text(default: Any) -> str:
     return f"`{toml_value(default)}`"
 
 
+def _doc_entries(doc: str) -> list[tuple[list[str], str]]:
+    """(keys, text) of each entry of the Google-style ``Args:`` and ``Attributes:`` sections."""
+    entries: list[tuple[list[str], str]] = []
+    in_section = False
+    for line in inspect.cleandoc(doc).splitlines():
+        if re.fullmatch(r"(Args|Arguments|Attributes|Parameters):", line.strip()):
+            in_section = True
+            continue
+        if in_section and line and not line.startswith(" "):
+            in_section = False  # the section ended
+        if not in_section:
+            continue
+        match = re.match(r"^ {4}([\w, ]+?)(?: \(.*?\))?: (.*)$", line)
+        if match:
+            entries.append(([k.strip() for k in match.group(1).split(",")], match.group(2).strip()))
+        elif entries and line.strip():
+            entries[-1] = (entries[-1][0], entries[-1][1] + " " + line.strip())
+    return entries
+
+
 def doc_fields(cls: type) -> dict[str, str]:
-    """Key -> description from the Google-style ``Args:`` and ``Attributes:`` sections of the
-    class docstring and its bases' (the subclass wins); ``a, b: text`` describes both keys."""
-    fields: dict[str, str] = {}
+    """Key -> description from the ``Args:`` and ``Attributes:`` sections of the class docstring
+    and its bases'. ``a, b: text`` describes both keys; an entry of its own (``a: text``) beats
+    such a group entry, else the subclass wins (a metric that sums up the engine's options in one
+    line keeps the engine's own description of each)."""
+    fields: dict[str, tuple[str, bool]] = {}
     for klass in reversed(inspect.getmro(cls)):
-        doc = inspect.cleandoc(klass.__dict__.get("__doc__") or "")
-        current: list[str] | None = None
-        in_section = False
-        for line in doc.splitlines():
-            if re.fullmatch(r"(Args|Arguments|Attributes|Parameters):", line.strip()):
-                in_section, current = True, None
-                continue
-            if in_section and line and not line.startswith(" "):
-                in_section, current = False, None  # the section ended
-            if not in_section:
-                continue
-            match = re.match(r"^ {4}([\w, ]+?)(?: \(.*?\))?: (.*)$", line)
-            if match:
-                current = [k.strip() for k in match.group(1).split(",")]
-                for key in current:
-                    fields[key] = match.group(2).strip()
-            elif current and line.strip():
-                for key in current:
-                    fields[key] += " " + line.strip()
-    return fields
+        for keys, text in _doc_entries(klass.__dict__.get("__doc__") or ""):
+            for key in keys:
+                own = len(keys) == 1
+                if own or not fields.get(key, ("", False))[1]:
+                    fields[key] = (text, own)
+    return {key: text for key, (text, _) in fields.items()}
 
 
 ROLE = re.compile(r":(?:py:)?\w+:`(~?)([\w.]+)(\(\))?`")
@@ -218,7 +226,7 @@ def plugin_page(kind: Kind, slug: str, names: list[str], cls: type) -> str:
     shown = ", ".join(f"`{n}`" for n in names)
     lines = [f"# {shown}" if kind.key != "models" else f"# {cls.__name__}: {shown}", "",
              plain(description(cls)), "",
-             "| | |", "| --- | --- |",
+             f"| {kind.singular} | {shown} |", "| --- | --- |",
              f"| class | [`{path}`][{path}] |"]
     lines += [f"| registered as `{name}` | {entry_point(kind.key, name)} |" for name in names]
     lines += [f"| {label} | {cell(value)} |" for label, value in facts(kind.key, cls)]
