@@ -88,7 +88,7 @@ def test_a_newly_registered_plugin_gets_a_page(monkeypatch):
     monkeypatch.setitem(pages_module.REGISTRIES, "methods", registry)
     page = pages_module.pages()["reference/methods/edges_for_docs.md"]
     assert f"::: {__name__}.EdgesForDocs" in page
-    assert "| `scale` | `float` | `2.0` | multiplies the edge strength. |" in page
+    assert "| `scale` | <code>float</code> | `2.0` | multiplies the edge strength. |" in page
     assert "[methods.edges_for_docs]\nscale = 2.0" in page
     assert {"edges_for_docs": "reference/methods/edges_for_docs.md"} in pages_module.nav()["Methods"]
 

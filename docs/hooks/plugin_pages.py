@@ -10,6 +10,7 @@ these pages to the build, and ``tests/test_docs.py`` checks them without mkdocs.
 
 from __future__ import annotations
 
+import html
 import inspect
 import re
 from dataclasses import dataclass
@@ -141,12 +142,12 @@ def doc_fields(cls: type) -> dict[str, str]:
     line keeps the engine's own description of each)."""
     fields: dict[str, tuple[str, bool]] = {}
     for klass in reversed(inspect.getmro(cls)):
-        for keys, text in _doc_entries(klass.__dict__.get("__doc__") or ""):
+        for keys, entry in _doc_entries(klass.__dict__.get("__doc__") or ""):
             for key in keys:
                 own = len(keys) == 1
                 if own or not fields.get(key, ("", False))[1]:
-                    fields[key] = (text, own)
-    return {key: text for key, (text, _) in fields.items()}
+                    fields[key] = (entry, own)
+    return {key: entry for key, (entry, _) in fields.items()}
 
 
 ROLE = re.compile(r":(?:py:)?\w+:`(~?)([\w.]+)(\(\))?`")
@@ -158,8 +159,22 @@ def plain(text: str) -> str:
                               f"{m.group(3) or ''}`", text)
 
 
-def cell(text: str) -> str:
-    return plain(text).replace("|", "\\|").replace("\n", " ")
+def text(doc: str) -> str:
+    """Docstring text as Markdown: roles as code, ``<`` and ``>`` escaped outside code spans
+    (``results/<dataset>/`` is not an HTML tag), on one line."""
+    parts = plain(doc).replace("\n", " ").split("`")
+    parts[::2] = [html.escape(part, quote=False) for part in parts[::2]]
+    return "`".join(parts)
+
+
+def cell(doc: str) -> str:
+    """Docstring text for a Markdown table cell: as :func:`text`, with pipes escaped."""
+    return text(doc).replace("|", "\\|")
+
+
+def code_cell(text: str) -> str:
+    """Code in a table cell: an HTML code element, so that a ``|`` in it cannot split the row."""
+    return f"<code>{html.escape(text).replace('|', '&#124;')}</code>"
 
 
 def keys_table(cls: type, *, hidden: tuple[str, ...] = ()) -> str:
@@ -169,7 +184,7 @@ def keys_table(cls: type, *, hidden: tuple[str, ...] = ()) -> str:
     docs = doc_fields(cls)
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for key, (hint, default) in params.items():
-        rows.append(f"| `{key}` | `{cell(type_text(hint))}` | {cell(default_text(default))} | "
+        rows.append(f"| `{key}` | {code_cell(type_text(hint))} | {cell(default_text(default))} | "
                     f"{cell(docs.get(key, ''))} |")
     return "\n".join(rows) + "\n"
 
@@ -225,7 +240,7 @@ def plugin_page(kind: Kind, slug: str, names: list[str], cls: type) -> str:
     path = class_path(cls)
     shown = ", ".join(f"`{n}`" for n in names)
     lines = [f"# {shown}" if kind.key != "models" else f"# {cls.__name__}: {shown}", "",
-             plain(description(cls)), "",
+             text(description(cls)), "",
              f"| {kind.singular} | {shown} |", "| --- | --- |",
              f"| class | [`{path}`][{path}] |"]
     lines += [f"| registered as `{name}` | {entry_point(kind.key, name)} |" for name in names]
@@ -295,7 +310,7 @@ def config_keys_page() -> str:
              "## [dataset] {#dataset}", "",
              "`name` picks the dataset plugin; the other keys are that plugin's.", ""]
     for slug, names, cls in entries("datasets"):
-        lines += [f"### `{names[0]}`", "", f"[{plain(description(cls))}](datasets/{slug}.md)", "",
+        lines += [f"### `{names[0]}`", "", f"[{text(description(cls))}](datasets/{slug}.md)", "",
                   keys_table(cls)]
     lines += ["## [models.&lt;id&gt;] {#models}", "",
               "The table name is the model's name in the leaderboard; `arch` picks the family "
@@ -303,7 +318,7 @@ def config_keys_page() -> str:
               "loaded from elsewhere.", ""]
     for slug, names, cls in entries("models"):
         lines += [f"### {', '.join(f'`{n}`' for n in names)}", "",
-                  f"[{plain(description(cls))}](models/{slug}.md)", "",
+                  f"[{text(description(cls))}](models/{slug}.md)", "",
                   keys_table(cls, hidden=HIDDEN_MODEL_KEYS)]
     for kind in KINDS[:2]:
         lines += [f"## [{kind.key}.&lt;id&gt;] {{#{kind.key}}}", "",
@@ -313,7 +328,7 @@ def config_keys_page() -> str:
                   + (" `models = [\"<model id>\", ...]` limits a method to some models (default: "
                      "every model it can explain)." if kind.key == "methods" else ""), ""]
         for slug, names, cls in entries(kind.key):
-            lines += [f"### `{names[0]}`", "", f"[{plain(description(cls))}]({kind.key}/{slug}.md)", "",
+            lines += [f"### `{names[0]}`", "", f"[{text(description(cls))}]({kind.key}/{slug}.md)", "",
                       keys_table(cls)]
     return "\n".join(lines)
 
