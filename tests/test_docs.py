@@ -1,0 +1,171 @@
+"""The documentation covers every registered plugin (without building the site).
+
+The API pages of methods, metrics, datasets and model families are generated from the registries
+when the site builds (docs/hooks/plugin_pages.py); `make docs` (part of `make test`) builds it with
+--strict. These tests check what the build alone would not: every registered method and metric
+has a docstring, documents each of its keys, and has a generated page that renders it, an entry in
+its index and in the navigation; every built-in one is also in the hand-written guide pages.
+"""
+
+import importlib.util
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from xaibench.plugins import parameters
+from xaibench.registry import REGISTRIES, Registry, description
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def load_hook(name: str):
+    """A module of docs/hooks/ (documentation tooling, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(f"docs_hooks_{name}", DOCS / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+pages_module = load_hook("plugin_pages")
+PAGES = pages_module.pages()
+NAV = pages_module.nav()
+KINDS = ("methods", "metrics")
+
+
+def installed(kind: str, distribution: str | None = None) -> list[str]:
+    """Names registered through entry points (by ``distribution``, or by any): the installed
+    plugins, not the fixtures some tests register for themselves while they run."""
+    return sorted(ep.name for ep in metadata.entry_points(group=REGISTRIES[kind].group)
+                  if distribution is None
+                  or (ep.dist is not None and ep.dist.metadata["Name"] == distribution))
+
+
+def builtin(kind: str) -> list[str]:
+    return installed(kind, "xaibench")
+
+
+PLUGINS = [(kind, name) for kind in KINDS for name in installed(kind)]
+
+
+def test_every_plugin_kind_is_listed():
+    assert {"methods", "metrics", "datasets", "models"} <= set(REGISTRIES)
+    assert len(PLUGINS) >= 29  # 19 methods and 10 metrics are built in
+
+
+@pytest.mark.parametrize("kind, name", PLUGINS)
+def test_plugin_has_a_docstring_that_documents_its_keys(kind, name):
+    cls = REGISTRIES[kind].get(name)
+    assert (cls.__doc__ or "").strip(), f"{kind} {name!r} ({cls.__qualname__}) has no docstring"
+    assert description(cls) != "(no description)"
+    documented = pages_module.doc_fields(cls)
+    missing = [key for key in parameters(cls) if key not in documented]
+    assert not missing, (f"{kind} {name!r}: keys {missing} have no entry in the docstring's Args: or "
+                         f"Attributes: section")
+
+
+@pytest.mark.parametrize("kind, name", PLUGINS)
+def test_plugin_has_a_generated_page_an_index_entry_and_a_nav_entry(kind, name):
+    cls = REGISTRIES[kind].get(name)
+    path = f"reference/{kind}/{name}.md"
+    assert path in PAGES, f"no generated page for {kind} {name!r}"
+    page = PAGES[path]
+    assert f"::: {cls.__module__}.{cls.__qualname__}" in page  # mkdocstrings renders the class
+    for key in parameters(cls):
+        assert f"| `{key}` |" in page, f"key {key!r} missing from the page of {name!r}"
+    assert f"[`{name}`]({name}.md)" in PAGES[f"reference/{kind}/index.md"]
+    title = pages_module.KINDS[KINDS.index(kind)].title
+    assert {name: path} in NAV[title]
+    assert f"### `{name}`" in PAGES["reference/config-keys.md"]
+
+
+def test_every_dataset_and_model_family_has_a_page():
+    pages = pages_module.pages()  # now: other tests register plugins of their own as they run
+    for kind in ("datasets", "models"):
+        registered = set(REGISTRIES[kind].names())
+        entries = pages_module.entries(kind)
+        assert {n for _, names, _ in entries for n in names} == registered
+        for slug, _, cls in entries:
+            assert f"::: {cls.__module__}.{cls.__qualname__}" in pages[f"reference/{kind}/{slug}.md"]
+
+
+def test_a_newly_registered_plugin_gets_a_page(monkeypatch):
+    fake = metadata.EntryPoint("edges_for_docs", f"{__name__}:EdgesForDocs", "xaibench.methods")
+    registry = Registry("method", "xaibench.methods", entry_points=lambda group: [fake])
+    monkeypatch.setitem(pages_module.REGISTRIES, "methods", registry)
+    page = pages_module.pages()["reference/methods/edges_for_docs.md"]
+    assert f"::: {__name__}.EdgesForDocs" in page
+    assert "| `scale` | <code>float</code> | `2.0` | multiplies the edge strength. |" in page
+    assert "[methods.edges_for_docs]\nscale = 2.0" in page
+    assert {"edges_for_docs": "reference/methods/edges_for_docs.md"} in pages_module.nav()["Methods"]
+
+
+class EdgesForDocs:
+    """Edge strength of the input: a plugin that only this test registers.
+
+    Args:
+        scale: multiplies the edge strength.
+    """
+
+    def __init__(self, *, scale: float = 2.0) -> None:
+        self.scale = scale
+
+
+def test_builtin_methods_and_metrics_are_in_the_guide_pages():
+    methods = (DOCS / "methods.md").read_text()
+    for name in builtin("methods"):
+        assert f"| `{name}` |" in methods, f"docs/methods.md has no row for {name!r}"
+    metrics = (DOCS / "metrics.md").read_text()
+    for name in builtin("metrics"):
+        assert f"| `{name}` |" in metrics, f"docs/metrics.md's table has no row for {name!r}"
+        assert re.search(rf"^### .*`{name}`", metrics, re.M), \
+            f"docs/metrics.md has no definition section for {name!r}"
+
+
+def test_doc_fields_reads_google_sections():
+    class Base:
+        """Base.
+
+        Attributes:
+            a, b: shared text
+                that continues.
+        """
+
+    class Child(Base):
+        """Child.
+
+        Args:
+            c (int): its own key.
+            a: overridden.
+
+        Returns:
+            not a key: ignored.
+        """
+
+    fields = pages_module.doc_fields(Child)
+    assert fields == {"a": "overridden.", "b": "shared text that continues.", "c": "its own key."}
+
+    class Grandchild(Child):
+        """Sums up inherited keys in one line: their own entries above stay.
+
+        Args:
+            a, c: the inherited options.
+        """
+
+    assert pages_module.doc_fields(Grandchild) == fields
+
+
+def test_sphinx_references_resolve_and_a_missing_target_does_not():
+    griffe = pytest.importorskip("griffe")  # the docs extra; `make test` installs it
+    refs = load_hook("griffe_sphinx_refs")
+    package = griffe.load("xaibench", resolve_aliases=False)
+    method = package["plugins.Method"]
+    assert refs.resolve(package, method, "attribute") == "xaibench.plugins.Method.attribute"
+    assert refs.resolve(package, method, "xaibench.families.arch_family") == "xaibench.families.arch_family"
+    assert refs.resolve(package, package["api"], "model_key") == "xaibench.api.model_key"
+    assert refs.resolve(package, method, "no_such_function") is None
+    assert refs.split_items("Args:\n    a, b: text\n        more.\n    c: x") == \
+        "Args:\n    a: text\n        more.\n    b: text\n        more.\n    c: x"
