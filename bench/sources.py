@@ -253,6 +253,9 @@ class LoadedModel(EvaluatedModel):
     def classifier(self, num_classes: int | None, dataset: str) -> Classifier:
         net = self.network(num_classes)
         if self.weights is not None:
+            if num_classes is None:  # the dataset counts its classes when read: the file's head decides
+                head = head_mismatch(net, read_state_dict(self.weights))
+                net = net if head is None else self.network(head[1])
             load_weights(net, self.weights, num_classes, dataset)
         return Classifier(net, cam_layer=None, mean=self.mean, std=self.std)  # type: ignore[arg-type]
 

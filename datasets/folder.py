@@ -153,6 +153,15 @@ class Folder(Dataset):
     def image_size(self) -> tuple[int, int]:
         return (self.size, self.size)
 
+    @property
+    def num_classes(self) -> int | None:
+        """The class list's length, else the number of class folders (None while images/ is
+        missing: reading the data says what is wrong)."""
+        images_dir = self.root / "images"
+        if self.classes or not images_dir.is_dir():
+            return len(self.classes) or None
+        return sum(1 for d in images_dir.iterdir() if d.is_dir() and not d.name.startswith(".")) or None
+
     def find_mask(self, image: Path, images_dir: Path) -> Path:
         """The mask file of ``image``: same relative path under mask_dir, suffix added."""
         rel = image.relative_to(images_dir)

@@ -119,6 +119,46 @@ def test_torchvision_state_dict_is_evaluated_with_torch_accuracy(tmp_path, resne
     assert plan(cfg).get("m").key != result.plan.get("m").key
 
 
+def test_state_dict_on_a_folder_dataset(tmp_path):
+    """A folder dataset counts its class folders at config time: a state_dict with that many
+    classes is evaluated (same accuracy as torch), one with another head is a config-time error."""
+    from torchvision.models import resnet18
+
+    from tests.datafiles import write_folder
+
+    write_folder(tmp_path / "mine", classes={"cat": 4, "dog": 4, "bird": 4})
+    torch.manual_seed(0)
+    model = resnet18(num_classes=3)
+    torch.save(model.state_dict(), tmp_path / "r.pt")
+    model_lines = f'arch = "torchvision:resnet18"\nweights = "{tmp_path / "r.pt"}"'
+    text = BASE.format(out=tmp_path / "out", model=model_lines)
+    text = text.replace('name = "synthetic"', f'name = "folder"\nroot = "{tmp_path / "mine"}"')
+    text = text.replace("n_train = 4\nn_val = 4\nn_test = 8\nradius = [3, 6]\nn_shapes = [1, 3]\n", "")
+    cfg = config.parse(__import__("tomllib").loads(text), name="t", source="t.toml")
+    result = run(cfg, progress=False, write_outputs=False)
+    from xaibench.execute import load_data
+
+    x, y, _ = load_data(result.plan)[0].test.batch(slice(None))
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    with torch.no_grad():
+        direct = (model.eval()((x - mean) / std).argmax(1) == y).float().mean().item()
+    assert result.leaderboard["accuracy"].iloc[0] == pytest.approx(direct)
+    four = resnet18(num_classes=4)  # a head the folder's 3 classes do not fit: a config-time error
+    torch.save(four.state_dict(), tmp_path / "r.pt")
+    with pytest.raises(config.ConfigError, match=r"head has 4 classes .*, but dataset 'folder' has 3"):
+        config.parse(__import__("tomllib").loads(text), name="t", source="t.toml")
+
+
+def test_head_from_the_file_when_the_dataset_cannot_count_its_classes_before_reading(resnet_file):
+    from xaibench.sources import TorchvisionModel
+
+    _, path = resnet_file  # 2 classes; without a class count the file's head decides
+    model = TorchvisionModel(id="m", arch="torchvision:resnet18", weights=str(path)).classifier(None, "d")
+    with torch.no_grad():
+        assert model.eval()(torch.rand(1, 3, 32, 32)).shape == (1, 2)
+
+
 def test_python_factory_is_evaluated_and_keyed_by_its_code(tmp_path, factory_module):
     from my_models import make
 
