@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from xaibench.classifier import Classifier
 from xaibench.contract import changes, snapshot
-from xaibench.models import Classifier
 from xaibench.plugins import ConfigError, MetricOutput, ParamError, build
 from xaibench.registry import METHODS, METRICS, MODELS
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from captum.attr import LayerAttribution
 
 from xaibench.methods.layers import default_cam_layer, to_grid, token_grid
 from xaibench.modelstate import eval_mode, find_layer
@@ -96,6 +95,8 @@ class GradCAM(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Grad-CAM maps [B, H, W] for images [B, 3, H, W]."""
+        from captum.attr import LayerAttribution
+
         cam = layer_gradcam(model, self.layer, images, targets, relu=self.relu)
         cam = LayerAttribution.interpolate(cam, tuple(images.shape[-2:]), interpolate_mode=self.interpolation)
         return cam.sum(1).float()

@@ -6,8 +6,6 @@ import warnings
 from typing import Literal
 
 import torch
-from captum.attr import GuidedBackprop as CaptumGuidedBackprop
-from captum.attr import LayerAttribution
 
 from xaibench.methods.gradcam import layer_gradcam
 from xaibench.modelstate import eval_mode
@@ -54,6 +52,9 @@ class GuidedGradCAM(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Guided Grad-CAM maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+        from captum.attr import LayerAttribution
+
         cam = layer_gradcam(model, self.layer, images, targets, relu=True)
         with eval_mode(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from captum.attr import IntegratedGradients as CaptumIG
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
@@ -75,6 +74,8 @@ class IntegratedGradients(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """IG maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import IntegratedGradients as CaptumIG
+
         x = images.detach()
         with eval_mode(model):
             attr = CaptumIG(model).attribute(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from zennit.composites import EpsilonPlus
 
 from xaibench.methods.deep_taylor import canonizers, lrp_relevance
 from xaibench.plugins import Method, check_range
@@ -48,6 +47,8 @@ class LRPEpsilonPlus(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """LRP relevance maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from zennit.composites import EpsilonPlus
+
         composite = EpsilonPlus(epsilon=self.epsilon, stabilizer=self.stabilizer,
                                 canonizers=canonizers())
         return lrp_relevance(model, images, targets, composite).sum(1).float()

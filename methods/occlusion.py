@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import Occlusion as CaptumOcclusion
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, ParamError, check_range
@@ -69,6 +68,8 @@ class Occlusion(Method):
         Raises:
             ValueError: when ``window`` exceeds the image height or width.
         """
+        from captum.attr import Occlusion as CaptumOcclusion
+
         b, c, h, w = images.shape
         if self.window > min(h, w):
             raise ValueError(f"occlusion: window {self.window} exceeds the {h}x{w} images; "

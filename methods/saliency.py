@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import Saliency as CaptumSaliency
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
@@ -33,6 +32,8 @@ class Saliency(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Saliency maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import Saliency as CaptumSaliency
+
         with eval_mode(model):
             grad = CaptumSaliency(model).attribute(images.detach().requires_grad_(), target=targets, abs=True)
         return grad.detach().amax(1).float()

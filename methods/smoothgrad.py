@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import NoiseTunnel
-from captum.attr import Saliency as CaptumSaliency
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
@@ -58,6 +56,9 @@ class SmoothGrad(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """SmoothGrad maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import NoiseTunnel
+        from captum.attr import Saliency as CaptumSaliency
+
         x = images.detach()
         maps = []
         with eval_mode(model):

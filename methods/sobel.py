@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from xaibench.plugins import Method
 from xaibench.registry import METHODS
@@ -19,8 +18,8 @@ def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
     kx = torch.tensor(SOBEL_X, dtype=images.dtype, device=images.device)
     kernels = torch.stack([kx, kx.t()])[:, None]  # [2, 1, 3, 3]: d/dx, d/dy
     b, c, h, w = images.shape
-    padded = F.pad(images.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
-    grad = F.conv2d(padded, kernels)  # [B*C, 2, H, W]
+    padded = torch.nn.functional.pad(images.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
+    grad = torch.nn.functional.conv2d(padded, kernels)  # [B*C, 2, H, W]
     return grad.pow(2).sum(1).sqrt().reshape(b, c, h, w).sum(1)
 
 
