@@ -86,13 +86,15 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from xaibench import config
 
-    overrides = list(args.overrides)
-    for key, value in (("device", args.device), ("seed", args.seed), ("out", args.out)):
+    overrides, shown = list(args.overrides), {}
+    options = (("--device", "run.device", args.device), ("--seed", "run.seed", args.seed),
+               ("--out", "run.out", args.out), ("--data-root", "dataset.root", args.data_root))
+    for option, key, value in options:
         if value is not None:
-            overrides.append(f"run.{key}={value!r}" if isinstance(value, str) else f"run.{key}={value}")
-    if args.data_root is not None:
-        overrides.append(f"dataset.root={json.dumps(args.data_root)}")  # a TOML basic string
-    cfg = config.load(args.config, overrides)
+            text = f"{key}={json.dumps(value)}"  # a TOML basic string, or an integer
+            overrides.append(text)
+            shown[text] = f"{option} {value}"  # how a problem with the value names it
+    cfg = config.load(args.config, overrides, shown=shown)
 
     if args.dry_run:
         from xaibench.plan import describe, plan
@@ -135,10 +137,10 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     from xaibench import leaderboard as lb
     from xaibench import plots
-    from xaibench.runner import check_writable
+    from xaibench.config import check_writable
 
     out = Path(args.out)
-    check_writable(out)
+    check_writable(out, f"--out {args.out}")
     merged = lb.merge_runs({name: r.board for name, r in zip(names, runs)})
     boards = pd.concat([r.board.assign(run=n) for n, r in zip(names, runs)], ignore_index=True)
     matrix, methods = lb.agreement(boards), lb.agreement_methods(boards)
