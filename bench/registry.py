@@ -32,7 +32,12 @@ def _entry_point_source(ep: metadata.EntryPoint) -> str:
 
 def description(obj: Any) -> str:
     """First line of a plugin's docstring: its one-line description."""
-    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return first_line(getattr(obj, "__doc__", None))
+
+
+def first_line(doc: str | None) -> str:
+    """The first line of a docstring, or "(no description)"."""
+    doc = (doc or "").strip()
     return doc.splitlines()[0].strip() if doc else "(no description)"
 
 
@@ -128,6 +133,10 @@ class Registry:
         if obj is not None and (ep is None or ep.value == f"{obj.__module__}:{obj.__qualname__}"):
             return obj
         return self._load(name)  # raises when a decorator and an entry point disagree
+
+    def entry_point(self, name: str) -> metadata.EntryPoint | None:
+        """The entry point that registers ``name`` (None for an object registered at run time)."""
+        return self._entry_points().get(name)
 
     def items(self) -> list[tuple[str, Any]]:
         """(name, plugin) for every known name; imports every plugin module."""
