@@ -39,7 +39,7 @@ from xaibench.io import load_checked, save_checked
 from xaibench.models import TrainedModel, evaluate
 from xaibench.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from xaibench.plugins import ConfigError, ParamError, check_range
-from xaibench.registry import MODELS
+from xaibench.registry import DATASETS
 
 if TYPE_CHECKING:
     from xaibench.classifier import Classifier
@@ -178,7 +178,7 @@ class EvaluatedModel:
             ParamError: state_dict keys that do not match, a head of another class count than
                 the dataset's (naming both), a network that fails on the dataset's image size.
         """
-        name = getattr(dataset, "registry_name", "?")
+        name = next(iter(DATASETS.names_for(type(dataset))), "?")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = self.classifier(dataset.num_classes, name).eval()
@@ -272,7 +272,6 @@ def unknown_name(source: str, name: str, known: list[str], listed: int = 200) ->
     return ParamError("arch", f"{source} has no model {name!r}; known models: {shown}")
 
 
-@MODELS.register("torchvision")
 @dataclass(frozen=True, kw_only=True)
 class TorchvisionModel(LoadedModel):
     """Any torchvision classification model: arch = "torchvision:<name>" (e.g. resnet50, vit_b_16)."""
@@ -293,7 +292,6 @@ class TorchvisionModel(LoadedModel):
         return tvm.get_model(self.name, weights=None, **extra)
 
 
-@MODELS.register("timm")
 @dataclass(frozen=True, kw_only=True)
 class TimmModel(LoadedModel):
     """Any timm model: arch = "timm:<name>" (e.g. deit_small_patch16_224), weights never downloaded."""
@@ -313,7 +311,6 @@ class TimmModel(LoadedModel):
         return timm.create_model(self.name, pretrained=False, **extra)
 
 
-@MODELS.register("torchscript")
 @dataclass(frozen=True, kw_only=True)
 class TorchScriptModel(LoadedModel):
     """A TorchScript archive: arch = "torchscript:<path>" (saved with torch.jit.save)."""
@@ -335,7 +332,6 @@ class TorchScriptModel(LoadedModel):
         return {**super().content_identity(), "file": {"sha256": keys.file_digest(self.name)}}
 
 
-@MODELS.register("python")
 @dataclass(frozen=True, kw_only=True)
 class PythonModel(LoadedModel):
     """Your own factory: arch = "python:<module>:<function>", returning an nn.Module."""
@@ -388,7 +384,6 @@ def release(key: str) -> None:
     _GIVEN.pop(key, None)
 
 
-@MODELS.register("given")
 @dataclass(frozen=True, kw_only=True)
 class GivenModel(EvaluatedModel):
     """A model passed to xaibench.evaluate from Python: arch = "given:<class name>".

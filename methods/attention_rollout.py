@@ -11,7 +11,6 @@ import torch
 from xaibench.methods.layers import attention_modules, has_class_token, prefix_tokens, token_grid
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 Fusion = Literal["mean", "max", "min"]
 
@@ -117,7 +116,6 @@ def attention_maps(model: torch.nn.Module, images: torch.Tensor) -> list[torch.T
     return [sink[0] for sink in sinks]
 
 
-@METHODS.register("attention_rollout")
 class AttentionRollout(Method):
     """Attention rollout: the class token's attention to the patches, rolled out through the blocks.
 

@@ -8,10 +8,8 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("deconvolution")
 class Deconvolution(Method):
     """Deconvolution: backpropagation where every ReLU passes the rectified upstream gradient.
 

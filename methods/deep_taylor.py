@@ -9,7 +9,6 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 
 if TYPE_CHECKING:  # zennit (and torchvision) are imported where used: torch stays deferred
     from zennit.canonizers import Canonizer
@@ -100,7 +99,6 @@ def lrp_relevance(
     return grad.detach()
 
 
-@METHODS.register("deep_taylor")
 class DeepTaylor(Method):
     """Deep Taylor decomposition: the z+ rule on hidden layers and the z^B (box) rule at the input.
 

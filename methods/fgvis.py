@@ -10,7 +10,6 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_choice, check_range
-from xaibench.registry import METHODS
 
 
 def nonlinear_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -178,7 +177,6 @@ def fgvis_masks(
     return masks
 
 
-@METHODS.register("fgvis")
 class FGVis(Method):
     """FGVis: per-pixel, per-channel masks optimised by SGD, defended against adversarial evidence.
 

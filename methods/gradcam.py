@@ -9,7 +9,6 @@ import torch
 from xaibench.methods.layers import default_cam_layer, to_grid, token_grid
 from xaibench.modelstate import eval_mode, find_layer
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
 def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor, *, relu: bool) -> torch.Tensor:
@@ -53,7 +52,6 @@ def layer_gradcam(
     return gradcam_map(to_grid(outputs[0].detach(), grid), to_grid(grad, grid), relu=relu)
 
 
-@METHODS.register("gradcam")
 class GradCAM(Method):
     """Grad-CAM: gradient-weighted activations of a layer, upsampled to the image size.
 

@@ -8,10 +8,8 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("guided_backprop")
 class GuidedBackprop(Method):
     """Guided backpropagation: the input gradient with negative gradients cut at every ReLU.
 

@@ -10,10 +10,8 @@ import torch
 from xaibench.methods.gradcam import layer_gradcam
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("guided_gradcam")
 class GuidedGradCAM(Method):
     """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 

@@ -6,10 +6,8 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("input_x_gradient")
 class InputXGradient(Method):
     """Input x gradient: the pixel values times the gradient of the target logit.
 

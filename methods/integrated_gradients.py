@@ -8,7 +8,6 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 
 Baseline = Literal["black", "gray", "white", "mean"]
 Integration = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
@@ -28,7 +27,6 @@ def baseline_images(images: torch.Tensor, kind: Baseline) -> torch.Tensor:
     return torch.full_like(images, value)
 
 
-@METHODS.register("integrated_gradients")
 class IntegratedGradients(Method):
     """Integrated Gradients: the path integral of gradients from a baseline image to the input.
 

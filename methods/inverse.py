@@ -18,7 +18,6 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 
 SUPPORTED_ARCHS = ("vgg16", "joint_vgg16", "joint_xml_vgg")
 
@@ -385,7 +384,6 @@ def _inverse_context(model: torch.nn.Module) -> Iterator[None]:
         yield
 
 
-@METHODS.register("inverse")
 class Inverse(Method):
     """Inverse-based explanation: the network inverted layer by layer from the target's one-hot.
 

@@ -6,10 +6,8 @@ import torch
 
 from xaibench.methods.deep_taylor import canonizers, lrp_relevance
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 
 
-@METHODS.register("lrp_epsilon_plus")
 class LRPEpsilonPlus(Method):
     """LRP epsilon-plus: the epsilon rule on fully connected layers, z+ on every convolution.
 

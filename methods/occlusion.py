@@ -6,7 +6,6 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, ParamError, check_range
-from xaibench.registry import METHODS
 
 
 def windows_per_image(height: int, width: int, window: int, stride: int) -> int:
@@ -15,7 +14,6 @@ def windows_per_image(height: int, width: int, window: int, stride: int) -> int:
     return steps[0] * steps[1]
 
 
-@METHODS.register("occlusion")
 class Occlusion(Method):
     """Occlusion: how much the target logit drops when a square patch is set to a baseline value.
 

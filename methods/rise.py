@@ -6,7 +6,6 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, ParamError, check_range
-from xaibench.registry import METHODS
 
 
 def rise_grids(
@@ -73,7 +72,6 @@ def rise_saliency(
     return saliency / (n * p)
 
 
-@METHODS.register("rise")
 class RISE(Method):
     """RISE: the target probability averaged over random smooth masks, weighting each mask.
 

@@ -6,10 +6,8 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("saliency")
 class Saliency(Method):
     """Saliency map: the absolute gradient of the target logit with respect to the pixels.
 

@@ -6,11 +6,9 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 from xaibench.seeding import image_seed, seeded_global_rng
 
 
-@METHODS.register("smoothgrad")
 class SmoothGrad(Method):
     """SmoothGrad: the absolute gradient averaged over noisy copies of the image.
 

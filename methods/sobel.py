@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 
@@ -23,7 +22,6 @@ def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
     return grad.pow(2).sum(1).sqrt().reshape(b, c, h, w).sum(1)
 
 
-@METHODS.register("sobel")
 class Sobel(Method):
     """Edge control: the Sobel gradient magnitude of the input image, ignoring the model.
 

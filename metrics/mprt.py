@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from xaibench.plugins import Method, Metric, MetricOutput, ParamError, check_range
-from xaibench.registry import METRICS
 from xaibench.seeding import seeded_global_rng
 
 
@@ -117,7 +116,6 @@ def cascade(model: torch.nn.Module, method: Method, images: torch.Tensor, target
     return torch.stack(rho, 1), torch.stack(sim, 1)
 
 
-@METRICS.register("mprt")
 class MPRT(Metric):
     """Model parameter randomisation test, cascading from the top (sanity check).
 

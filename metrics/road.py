@@ -34,7 +34,6 @@ import torch
 
 from xaibench.metrics.perturbation import Autocast, Score, class_scores, score_targets, step_map
 from xaibench.plugins import Metric, MetricOutput, ParamError, check_range
-from xaibench.registry import METRICS
 
 __all__ = ["ROAD", "noisy_linear_impute", "removal_masks", "road_curves"]
 
@@ -358,7 +357,6 @@ def road_curves(model: torch.nn.Module, images: torch.Tensor, attributions: torc
     return {o: torch.stack(cols, 1) for o, cols in columns.items()}
 
 
-@METRICS.register("road")
 class ROAD(Metric):
     """ROAD (remove and debias): the score as pixels are removed and linearly imputed.
 
