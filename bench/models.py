@@ -4,7 +4,9 @@ Every model takes images in [0, 1] ([B,3,H,W]) and returns logits; ImageNet norm
 its first layer (:class:`xaibench.classifier.Classifier`, also importable from here), so
 perturbation substrates mean the same for every model.
 
-Nothing here needs torch at import (``import torch`` only binds it): a config is checked before
+The trainable architectures are the names registered for :class:`ModelConfig` in the entry-point
+group ``xaibench.models`` (pyproject.toml: resnet18, resnet50, vgg16); any torchvision ResNet or
+VGG can be added there. Nothing here imports torch at module level: a config is checked before
 torch is imported.
 """
 
@@ -21,7 +23,8 @@ from tqdm.auto import tqdm
 
 from xaibench.datasets.splits import Split, Splits
 from xaibench.io import load_checked, save_checked
-from xaibench.plugins import ConfigError, ParamError, check_range
+from xaibench.plugins import ConfigError, ParamError, check_choice, check_range
+from xaibench.registry import MODELS
 
 if TYPE_CHECKING:
     from xaibench.classifier import Classifier
@@ -188,18 +191,19 @@ class ModelConfig(BackboneConfig):
     """A plain torchvision classifier trained with cross-entropy.
 
     Attributes:
-        arch: resnet18, resnet50 or vgg16.
+        arch: a name registered for this class (``xaibench list models``: resnet18, resnet50, vgg16).
         epochs, lr: training length and learning rate (cosine schedule).
         patience: early stopping on validation loss (epochs without improvement).
     """
 
-    arch: Literal["resnet18", "resnet50", "vgg16"] = "resnet18"
+    arch: str = "resnet18"
     epochs: int = 10
     lr: float = 0.01
     patience: int = 3
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("arch", self.arch, MODELS.names_for(type(self)))
         check_range("epochs", self.epochs, low=0)
         check_range("patience", self.patience, low=1)
         if not self.lr > 0:

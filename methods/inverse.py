@@ -19,7 +19,18 @@ import torch
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
 
-SUPPORTED_ARCHS = ("vgg16", "joint_vgg16", "joint_xml_vgg")
+
+def supports_arch(arch: str) -> bool:
+    """Whether ``arch`` is a built-in VGG architecture (a registered name with "vgg" in it: vgg16,
+    joint_vgg16, joint_xml_vgg), the sequential networks this method inverts."""
+    return ":" not in arch and "vgg" in arch
+
+
+def supported_archs() -> list[str]:
+    """The registered architectures this method inverts (names from the model registry)."""
+    from xaibench.registry import MODELS
+
+    return [name for name in MODELS.names() if supports_arch(name)]
 
 
 def _leaf_kind(module: torch.nn.Module) -> str | None:
@@ -101,7 +112,7 @@ def _walk(module: torch.nn.Module, name: str) -> list[Op]:
     if kind is None:
         raise UnsupportedModel(
             f"the inverse-based method cannot follow {type(module).__name__} at {name or 'the model'}: "
-            f"it supports sequential conv/ReLU/max-pool/linear networks ({', '.join(SUPPORTED_ARCHS)}: "
+            f"it supports sequential conv/ReLU/max-pool/linear networks ({', '.join(supported_archs())}: "
             f"torchvision VGG16, the xML VGG, joint VGG models with constant gates)")
     return [Op(name, kind, module)]
 
@@ -447,7 +458,7 @@ class Inverse(Method):
         self.tol = tol
 
     def supports(self, arch: str) -> bool:
-        return arch in SUPPORTED_ARCHS
+        return supports_arch(arch)
 
     @property
     def passes_per_image(self) -> None:

@@ -162,3 +162,13 @@ def test_a_plugin_without_an_entry_point_is_reported():
 
     assert unreachable({GradCAM: reg}) == []
     assert unreachable({Orphan: reg}) == [f"{__name__}:{Orphan.__qualname__} (g: no name)"]
+
+
+def test_trainable_architectures_are_the_names_registered_for_their_config():
+    from xaibench.models import ModelConfig
+    from xaibench.plugins import ParamError
+    from xaibench.registry import MODELS
+
+    assert MODELS.names_for(ModelConfig) == ["resnet18", "resnet50", "vgg16"]
+    with pytest.raises(ParamError, match="arch: must be one of 'resnet18', 'resnet50', 'vgg16'"):
+        ModelConfig(id="m", arch="resnet34")
