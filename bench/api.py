@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from xaibench import keys
+from xaibench.classifier import Classifier
 from xaibench.config import ConfigError, parse
 from xaibench.datasets import memory
-from xaibench.models import Classifier
 from xaibench.plugins import ParamError, build
 from xaibench.registry import METHODS, RegistryError
 from xaibench.runner import run

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from xaibench.classifier import Classifier
 from xaibench.contract import changes, snapshot
-from xaibench.models import Classifier
 from xaibench.plugins import ConfigError, MetricOutput, ParamError, build
 from xaibench.registry import METHODS, METRICS, MODELS
 
@@ -212,7 +212,7 @@ def metric_problems(metric: Any, model: nn.Module, batch: int = 5) -> list[str]:
         problems.append("the global RNG was used: draw from a seeded torch.Generator")
     if not isinstance(out, MetricOutput):
         return [*problems, f"evaluate returned {type(out).__name__}, not a MetricOutput"]
-    name = getattr(type(metric), "registry_name", None)
+    name = next(iter(METRICS.names_for(type(metric))), None)
     if name is not None and name not in out.scores:
         problems.append(f"no score under the metric's own name {name!r} (got {sorted(out.scores)})")
     problems += [f"score {k!r} is not finite [B={batch}]" for k, v in out.scores.items()

@@ -1,16 +1,20 @@
 """The ``xaibench`` command line: ``run``, ``leaderboard``, ``plot``, ``check``, ``list``.
 
-Imports stay light until a command needs torch, so bad input fails in well under two seconds.
+torch is deferred (:mod:`xaibench.lazy`): it is executed when a command first uses it, so
+``list`` and every error the config check finds without it (names, keys, types, ranges, an
+unwritable ``--out``) come in well under a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
+from xaibench import lazy
 from xaibench.plugins import ContractError, DataError
-from xaibench.registry import REGISTRIES, RegistryError, description
+from xaibench.registry import REGISTRIES, RegistryError
 
 # the figure kinds of xaibench.report.PLOTS (kept here so that --help needs no heavy import)
 PLOT_KINDS = ("curves", "aopc-steps", "aopc-grid", "gallery", "pompom", "agreement", "cost",
@@ -60,17 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(kind: str) -> int:
-    registry = REGISTRIES[kind]
-    items = registry.items()
-    width = max((len(name) for name, _ in items), default=0)
-    for name, plugin in items:
-        line = f"{name:<{width}}  {description(plugin)}"
-        reduction = getattr(plugin, "reduction", None)
-        if kind == "methods" and reduction:
-            line += f" [channels: {reduction}]"
-        if kind == "metrics":
-            line += f" [{'higher' if plugin.higher_is_better else 'lower'} is better"
-            line += ", needs masks]" if plugin.requires_masks else "]"
+    from xaibench.listing import lines
+
+    for line in lines(kind):
         print(line)
     return 0
 
@@ -86,13 +82,15 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from xaibench import config
 
-    overrides = list(args.overrides)
-    for key, value in (("device", args.device), ("seed", args.seed), ("out", args.out)):
+    overrides, shown = list(args.overrides), {}
+    options = (("--device", "run.device", args.device), ("--seed", "run.seed", args.seed),
+               ("--out", "run.out", args.out), ("--data-root", "dataset.root", args.data_root))
+    for option, key, value in options:
         if value is not None:
-            overrides.append(f"run.{key}={value!r}" if isinstance(value, str) else f"run.{key}={value}")
-    if args.data_root is not None:
-        overrides.append(f"dataset.root={json.dumps(args.data_root)}")  # a TOML basic string
-    cfg = config.load(args.config, overrides)
+            text = f"{key}={json.dumps(value)}"  # a TOML basic string, or an integer
+            overrides.append(text)
+            shown[text] = f"{option} {value}"  # how a problem with the value names it
+    cfg = config.load(args.config, overrides, shown=shown)
 
     if args.dry_run:
         from xaibench.plan import describe, plan
@@ -135,10 +133,10 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     from xaibench import leaderboard as lb
     from xaibench import plots
-    from xaibench.runner import check_writable
+    from xaibench.config import check_writable
 
     out = Path(args.out)
-    check_writable(out)
+    check_writable(out, f"--out {args.out}")
     merged = lb.merge_runs({name: r.board for name, r in zip(names, runs)})
     boards = pd.concat([r.board.assign(run=n) for n, r in zip(names, runs)], ignore_index=True)
     matrix, methods = lb.agreement(boards), lb.agreement_methods(boards)
@@ -178,26 +176,28 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {"list": lambda args: _list(args.kind), "leaderboard": _leaderboard, "plot": _plot,
+            "check": _check, "run": _run}
+
+
 def main(argv: list[str] | None = None) -> int:
+    lazy.defer()
     args = _parser().parse_args(argv)
     from xaibench.config import ConfigError
 
     try:
-        if args.command == "list":
-            return _list(args.kind)
-        if args.command == "leaderboard":
-            return _leaderboard(args)
-        if args.command == "plot":
-            return _plot(args)
-        if args.command == "check":
-            return _check(args)
-        return _run(args)
+        rc = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader gone early shows here, not as an error at exit
+        return rc
     except (ConfigError, RegistryError, DataError, ContractError) as exc:
         print(f"xaibench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nxaibench: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (`xaibench list methods | head -3`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141  # as a process killed by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -18,14 +18,18 @@ Any problem raises :class:`ConfigError` naming the file, the key and what is all
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import os
+import tempfile
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from xaibench import lazy
 from xaibench.families import explains
 from xaibench.plugins import ConfigError, ParamError, build
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS, Registry, RegistryError
@@ -133,7 +137,7 @@ def locate(name_or_path: str) -> tuple[str, str]:
         f"Give one of those names or a path to a .toml file")
 
 
-# -- overrides -----------------------------------------------------------------------------------
+# -- overrides ---------------------------------------------------------------------------------
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -165,42 +169,75 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where a config's values come from, for messages: the file (``str(where)``), and the
+    command-line arguments that set some of its keys.
+
+    Attributes:
+        source: the config file (or "xaibench.evaluate").
+        given: (key path, the argument as given, e.g. "--set metrics.aopc.steps=-1"), in order.
+    """
+
+    source: str
+    given: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    def __str__(self) -> str:
+        return self.source
+
+    def at(self, table: str, key: str | None = None) -> str:
+        """The argument that set ``key`` of ``[table]`` (or a table above it), else the file."""
+        path = (*table.split("."), *([key] if key else []))
+        for set_path, shown in reversed(self.given):
+            if path[:len(set_path)] == set_path:
+                return shown
+        return self.source
+
+
+def _given(overrides: list[str], shown: dict[str, str] | None) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """(key path, argument as given) of each override (``shown``: how an option other than
+    ``--set`` was typed, by its override text)."""
+    return tuple((tuple(parse_override(text)[0]), (shown or {}).get(text, f"--set {text}"))
+                 for text in overrides)
+
+
 # -- checking ------------------------------------------------------------------------------------
 
 
-def _plugin_specs(section: str, raw: Any, registry: Registry, where: str) -> list[PluginSpec]:
+def _plugin_specs(section: str, raw: Any, registry: Registry, where: Where) -> list[PluginSpec]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [{section}] must be a table of tables, e.g. [{section}.<id>]")
     specs = []
     for pid, values in raw.items():
+        label = f"{section}.{pid}"
         if not isinstance(values, dict):
-            raise ConfigError(f"{where}: [{section}.{pid}] must be a table, got {values!r}")
+            raise ConfigError(f"{where.at(label)}: [{label}] must be a table, got {values!r}")
         values = dict(values)
         plugin = values.pop("plugin", pid)
         if not isinstance(plugin, str):
-            raise ConfigError(f"{where}: [{section}.{pid}] plugin: expected a {registry.kind} name, "
-                              f"got {plugin!r}")
+            raise ConfigError(f"{where.at(label, 'plugin')}: [{label}] plugin: expected a "
+                              f"{registry.kind} name, got {plugin!r}")
         try:
             registry.check(plugin)
         except RegistryError as exc:
-            raise ConfigError(f"{where}: [{section}.{pid}] {exc}") from None
+            raise ConfigError(f"{where.at(label, 'plugin')}: [{label}] {exc}") from None
         models = values.pop("models", None) if section == "methods" else None
         if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
-            raise ConfigError(f"{where}: [{section}.{pid}] models: expected a list of model ids, "
-                              f"got {models!r}")
+            raise ConfigError(f"{where.at(label, 'models')}: [{label}] models: expected a list of "
+                              f"model ids, got {models!r}")
         specs.append(PluginSpec(pid, plugin, tuple(sorted(values.items())),
                                 None if models is None else tuple(models)))
     return specs
 
 
-def _built(spec: PluginSpec, registry: Registry, label: str, where: str) -> Any:
+def _built(spec: PluginSpec, registry: Registry, label: str, where: Where) -> Any:
     try:
         return build(registry.get(spec.plugin), spec.as_dict())
     except ParamError as exc:
-        raise ConfigError(f"{where}: [{label}] {exc}") from None
+        raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc}") from None
 
 
-def _dataset_spec(raw: dict[str, Any], where: str) -> PluginSpec:
+def _dataset_spec(raw: dict[str, Any], where: Where) -> PluginSpec:
     data = dict(raw["dataset"])
     if "name" not in data:
         raise ConfigError(f"{where}: [dataset] name: required key missing (a dataset plugin: "
@@ -209,100 +246,127 @@ def _dataset_spec(raw: dict[str, Any], where: str) -> PluginSpec:
     try:
         DATASETS.check(dataset_name)
     except RegistryError as exc:
-        raise ConfigError(f"{where}: [dataset] name: {exc}") from None
+        raise ConfigError(f"{where.at('dataset', 'name')}: [dataset] name: {exc}") from None
     return PluginSpec("dataset", dataset_name, tuple(sorted(data.items())))
 
 
-def _models(raw: Any, dataset: Any, dataset_name: str, where: str) -> list[Any]:
-    """The checked model configs of the [models] section."""
+def _model(mid: str, values: Any, where: Where) -> Any:
+    """The model config of ``[models.<mid>]``: its architecture or source looked up, its keys,
+    types and ranges checked."""
+    label = f"models.{mid}"
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where.at(label)}: [{label}] must be a table, got {values!r}")
+    arch = values.get("arch", "resnet18")
+    source = arch.split(":", 1)[0] if isinstance(arch, str) else None
+    if source not in MODELS:
+        raise ConfigError(f"{where.at(label, 'arch')}: [{label}] arch: unknown architecture or model "
+                          f"source {source or arch!r}; known: {', '.join(MODELS.names())} (a source "
+                          f"takes a name, e.g. 'torchvision:resnet50', 'timm:deit_small_patch16_224', "
+                          f"'torchscript:model.pt', 'python:my_models:make')")
+    try:
+        return build(MODELS.get(source), {"id": mid, "arch": arch, **values})
+    except ParamError as exc:
+        raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc}") from None
+
+
+def _models(raw: Any, dataset: Any, dataset_name: str, where: Where) -> list[Any]:
+    """The checked model configs of the [models] section, checked against the dataset."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [models] must be a table of tables, e.g. [models.resnet18]")
     height, width = dataset.image_size
     models = []
     for mid, values in raw.items():
         label = f"models.{mid}"
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where}: [{label}] must be a table, got {values!r}")
-        arch = values.get("arch", "resnet18")
-        source = arch.split(":", 1)[0] if isinstance(arch, str) else None
-        if source not in MODELS:
-            raise ConfigError(f"{where}: [{label}] arch: unknown architecture or model source "
-                              f"{source or arch!r}; known: {', '.join(MODELS.names())} (a source takes "
-                              f"a name, e.g. 'torchvision:resnet50', 'timm:deit_small_patch16_224', "
-                              f"'torchscript:model.pt', 'python:my_models:make')")
+        model = _model(mid, values, where)
         try:
-            model = build(MODELS.get(source), {"id": mid, "arch": arch, **values})
             model.check_image_size(height, width)
             model.check_checkpoint((height, width))
             model.check_dataset(dataset)
         except ParamError as exc:
-            raise ConfigError(f"{where}: [{label}] {exc}") from None
+            raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc}") from None
         if model.requires_masks and not dataset.has_masks:
-            raise ConfigError(f"{where}: [{label}] loss {model.loss!r} needs ground-truth masks, but "
-                              f"dataset {dataset_name!r} has none; use loss = 'unsupervised' or a "
-                              f"dataset with masks")
+            raise ConfigError(f"{where.at(label, 'loss')}: [{label}] loss {model.loss!r} needs "
+                              f"ground-truth masks, but dataset {dataset_name!r} has none; use loss = "
+                              f"'unsupervised' or a dataset with masks")
         models.append(model)
     return models
 
 
-def _check_methods(methods: list[PluginSpec], models: list[Any], where: str) -> None:
+def _check_methods(methods: list[PluginSpec], models: list[Any], where: Where) -> None:
     """Every method builds and explains the models it is given (or at least one of them), by
     architecture name and, where known (from the name or the built model), by family."""
     archs = {m.id: m.arch for m in models}
     cfgs = {m.id: m for m in models}
     for spec in methods:
-        method = _built(spec, METHODS, f"methods.{spec.id}", where)
+        label = f"methods.{spec.id}"
+        method = _built(spec, METHODS, label, where)
         for mid in spec.models or ():
             if mid not in archs:
-                raise ConfigError(f"{where}: [methods.{spec.id}] models: unknown model {mid!r}; "
-                                  f"models in this config: {', '.join(archs)}")
+                raise ConfigError(f"{where.at(label, 'models')}: [{label}] models: unknown model "
+                                  f"{mid!r}; models in this config: {', '.join(archs)}")
             if not explains(method, cfgs[mid]):
-                raise ConfigError(f"{where}: [methods.{spec.id}] method {spec.plugin!r} cannot explain "
-                                  f"model {mid!r} ({archs[mid]}): it needs {method.requirement}")
+                raise ConfigError(f"{where.at(label, 'models')}: [{label}] method {spec.plugin!r} "
+                                  f"cannot explain model {mid!r} ({archs[mid]}): it needs "
+                                  f"{method.requirement}")
         if spec.models is None and not any(explains(method, m) for m in models):
-            raise ConfigError(f"{where}: [methods.{spec.id}] method {spec.plugin!r} applies to none of "
+            raise ConfigError(f"{where.at(label)}: [{label}] method {spec.plugin!r} applies to none of "
                               f"the models ({', '.join(f'{k}: {v}' for k, v in archs.items())}): "
                               f"it needs {method.requirement}")
 
 
-def _check_metrics(metrics: list[PluginSpec], dataset: Any, dataset_name: str, where: str) -> None:
+def _check_metrics(metrics: list[PluginSpec], dataset: Any, dataset_name: str, where: Where) -> None:
     """Every metric builds, has the masks it needs and fits the image size."""
     for spec in metrics:
-        metric = _built(spec, METRICS, f"metrics.{spec.id}", where)
+        label = f"metrics.{spec.id}"
+        metric = _built(spec, METRICS, label, where)
         if metric.requires_masks and not dataset.has_masks:
-            raise ConfigError(f"{where}: [metrics.{spec.id}] needs ground-truth masks, but dataset "
+            raise ConfigError(f"{where.at(label)}: [{label}] needs ground-truth masks, but dataset "
                               f"{dataset_name!r} has none; remove the metric or use a dataset "
                               f"with masks")
         try:
             metric.check_image_size(*dataset.image_size)
         except ParamError as exc:
-            raise ConfigError(f"{where}: [metrics.{spec.id}] {exc}") from None
+            raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc}") from None
 
 
-def _run_config(raw: dict[str, Any], where: str, *, check_device: bool) -> RunConfig:
+def check_writable(out: str | Path, where: str = "[run] out") -> None:
+    """Raise ConfigError unless folder ``out`` can be created and written into: a scratch folder
+    is made and removed in ``out``'s deepest existing folder, so nothing is left behind (and a
+    read-only file system counts as unwritable, whatever the permission bits say)."""
+    probe = None
+    try:
+        probe = Path(out).resolve()
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        tempfile.TemporaryDirectory(dir=probe, prefix=".xaibench-probe-").cleanup()
+    except (OSError, ValueError) as exc:
+        reason = (f"cannot create a folder in {probe}: {exc.strerror}" if getattr(exc, "strerror", None)
+                  else str(exc))
+        raise ConfigError(f"{where}: cannot write under {out} ({reason}); choose another "
+                          f"folder") from None
+
+
+def _run_config(raw: dict[str, Any], where: Where) -> RunConfig:
     try:
         run = build(RunConfig, raw.get("run", {}))
     except ParamError as exc:
-        raise ConfigError(f"{where}: [run] {exc}") from None
-    if check_device and run.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"{where}: [run] device: {run.device!r} requested but CUDA is not "
-                              f"available here; use device = 'cpu' or 'auto'")
+        raise ConfigError(f"{where.at('run', exc.key)}: [run] {exc}") from None
+    check_writable(run.out, f"{where.at('run', 'out')}: [run] out")
     return run
 
 
-def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
-    """Check a raw config dict and return the frozen :class:`Config`.
+def _check_cuda(run: RunConfig, where: Where) -> None:
+    if run.device.startswith("cuda"):
+        import torch
 
-    Names are checked first, from package metadata only (fast, no plugin imported), then every
-    parameter's type and range and the rules across sections.
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{where.at('run', 'device')}: [run] device: {run.device!r} requested "
+                              f"but CUDA is not available here; use device = 'cpu' or 'auto'")
 
-    Raises:
-        ConfigError: on the first problem found, naming ``source``, the section and key.
-    """
-    where = source
+
+def _sections(raw: dict[str, Any], where: Where) -> None:
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; "
@@ -310,21 +374,59 @@ def parse(raw: dict[str, Any], *, name: str, source: str) -> Config:
     for section in ("dataset", "models", "methods", "metrics"):
         if not raw.get(section):
             raise ConfigError(f"{where}: section [{section}] is missing or empty")
+
+
+def _quick_check(raw: dict[str, Any], where: Where) -> None:
+    """The checks of :func:`parse` that need no torch, first, with torch held back: the names of
+    every plugin, and the keys, types and ranges of every plugin whose module needs no torch (a
+    plugin that does, e.g. one whose module subclasses ``torch.nn.Module``, is left to the full
+    check: :class:`xaibench.lazy.TorchNeeded`). The same functions as the full check, so the
+    same messages, in well under a second when the command line deferred torch."""
+    with lazy.held_back():
+        _sections(raw, where)
+        checks = [functools.partial(_built, _dataset_spec(raw, where), DATASETS, "dataset", where)]
+        for section, registry in (("methods", METHODS), ("metrics", METRICS)):
+            checks += [functools.partial(_built, spec, registry, f"{section}.{spec.id}", where)
+                       for spec in _plugin_specs(section, raw[section], registry, where)]
+        _run_config(raw, where)
+        models = raw["models"] if isinstance(raw["models"], dict) else {}
+        checks += [functools.partial(_model, mid, values, where) for mid, values in models.items()]
+        for check in checks:
+            with contextlib.suppress(lazy.TorchNeeded):
+                check()
+
+
+def parse(raw: dict[str, Any], *, name: str, source: str | Where) -> Config:
+    """Check a raw config dict and return the frozen :class:`Config`.
+
+    Names are checked first, from package metadata only (fast, no plugin imported), then every
+    parameter's type and range and the rules across sections; everything that needs no torch
+    comes before anything that does (:func:`_quick_check`).
+
+    Raises:
+        ConfigError: on the first problem found, naming ``source`` (or the ``--set`` argument that
+            set the key), the section and key.
+    """
+    where = source if isinstance(source, Where) else Where(source)
+    _quick_check(raw, where)
     dataset_spec = _dataset_spec(raw, where)
     methods = _plugin_specs("methods", raw["methods"], METHODS, where)
     metrics = _plugin_specs("metrics", raw["metrics"], METRICS, where)
-    run = _run_config(raw, where, check_device=False)
+    run = _run_config(raw, where)
     dataset = _built(dataset_spec, DATASETS, "dataset", where)
     models = _models(raw["models"], dataset, dataset_spec.plugin, where)
     _check_methods(methods, models, where)
     _check_metrics(metrics, dataset, dataset_spec.plugin, where)
-    _run_config(raw, where, check_device=True)  # CUDA availability last: it imports torch
-    return Config(name=name, source=source, run=run, dataset=dataset_spec, models=tuple(models),
+    _check_cuda(run, where)  # CUDA availability last: it imports torch
+    return Config(name=name, source=where.source, run=run, dataset=dataset_spec, models=tuple(models),
                   methods=tuple(methods), metrics=tuple(metrics), raw=raw)
 
 
-def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
-    """Read, override and check a config (a shipped name or a .toml path)."""
+def load(name_or_path: str, overrides: list[str] | None = None, *,
+         shown: dict[str, str] | None = None) -> Config:
+    """Read, override and check a config (a shipped name or a .toml path). A problem with a value
+    set by an override names the override (``--set section.key=value``, or as ``shown`` says for
+    an override made from another option)."""
     name, text = locate(name_or_path)
     source = name_or_path if name_or_path.endswith(".toml") else f"configs/{name}.toml"
     try:
@@ -332,4 +434,4 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     raw = apply_overrides(raw, overrides or [])
-    return parse(raw, name=name, source=source)
+    return parse(raw, name=name, source=Where(source, _given(overrides or [], shown)))

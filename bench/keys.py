@@ -47,7 +47,7 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 # -- code identity ------------------------------------------------------------------------------
 
 
-def _module_file(name: str) -> Path | None:
+def module_file(name: str) -> Path | None:
     """The source file of module ``name``, found on disk without importing anything."""
     top, *rest = name.split(".")
     spec = util.find_spec(top) if top not in sys.modules else sys.modules[top].__spec__
@@ -94,7 +94,7 @@ def _closure(module: str) -> tuple[tuple[str, str], ...]:
         name = todo.pop()
         if name in seen:
             continue
-        path = _module_file(name)
+        path = module_file(name)
         if path is None:
             continue
         seen[name] = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,105 +1,73 @@
 """Models: torchvision backbones behind a pixel-space wrapper, their training and checkpoint cache.
 
 Every model takes images in [0, 1] ([B,3,H,W]) and returns logits; ImageNet normalisation is
-its first layer (:class:`Classifier`), so perturbation substrates mean the same for every model.
+its first layer (:class:`xaibench.classifier.Classifier`, also importable from here), so
+perturbation substrates mean the same for every model.
+
+The trainable architectures are the names registered for :class:`ModelConfig` in the entry-point
+group ``xaibench.models`` (pyproject.toml: resnet18, resnet50, vgg16); any torchvision ResNet or
+VGG can be added there. Nothing here imports torch at module level: a config is checked before
+torch is imported.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from xaibench.datasets.splits import Split, Splits
 from xaibench.io import load_checked, save_checked
-from xaibench.plugins import ConfigError, ParamError, check_range
+from xaibench.plugins import ConfigError, ParamError, check_choice, check_range
+from xaibench.registry import MODELS
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from xaibench.classifier import Classifier
 
 
-class Classifier(nn.Module):
-    """Pixel-space classifier: normalisation, then a backbone.
+def __getattr__(name: str) -> Any:
+    if name == "Classifier":  # `from xaibench.models import Classifier`: imports torch, on first use
+        from xaibench.classifier import Classifier
 
-    Args:
-        net: the backbone, taking normalised images.
-        cam_layer: dotted name (from this module) of the layer Grad-CAM explains by default.
-        mean, std: per-channel normalisation applied to the [0, 1] input.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        *,
-        cam_layer: str,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-    ) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-        self.net = net
-        self.cam_layer = cam_layer
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits [B, C] for images [B, 3, H, W] in [0, 1]."""
-        return self.net((images - self.mean) / self.std)
+        return Classifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- architectures --------------------------------------------------------------------------------
 
 
-def _resnet(factory: Callable[..., nn.Module], weights_enum: str) -> Callable[..., Classifier]:
-    def build(num_classes: int, image_size: tuple[int, int], small_stem: bool,
-              weights: dict | None) -> Classifier:
-        net = factory(weights=None)
-        if weights is not None:
-            net.load_state_dict(weights)
-        net.fc = nn.Linear(net.fc.in_features, num_classes)
-        if small_stem:
-            net.maxpool = nn.Identity()
-        return Classifier(net, cam_layer="net.layer4")
+def backbone_network(arch: str, num_classes: int, small_stem: bool, weights: dict | None) -> Classifier:
+    """torchvision's ``arch`` (a ResNet or a VGG) with a ``num_classes`` head, in the pixel-space
+    wrapper. ``small_stem`` drops the stem's max-pool (ResNet) or the last pool (VGG), so small
+    images keep a usable final feature map; ``weights`` (ImageNet's) are loaded before the head
+    is replaced. Grad-CAM's default layer: the last residual stage, or VGG's last ReLU."""
+    import torchvision.models as tvm
 
-    build.weights_enum = weights_enum  # type: ignore[attr-defined]
-    return build
+    from xaibench.classifier import Classifier
 
-
-def _vgg16(num_classes: int, image_size: tuple[int, int], small_stem: bool,
-           weights: dict | None) -> Classifier:
-    from torchvision.models import vgg16
-
-    net = vgg16(weights=None)
+    net = tvm.get_model(arch, weights=None)
     if weights is not None:
         net.load_state_dict(weights)
-    net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, num_classes)
-    if small_stem:  # small images: keep spatial resolution by dropping the last pooling
-        net.features[-1] = nn.Identity()
-    return Classifier(net, cam_layer="net.features.29")
-
-
-_vgg16.weights_enum = "VGG16_Weights"  # type: ignore[attr-defined]
-
-
-def _architectures() -> dict[str, Callable[..., Classifier]]:
-    from torchvision.models import resnet18, resnet50
-
-    return {
-        "resnet18": _resnet(resnet18, "ResNet18_Weights"),
-        "resnet50": _resnet(resnet50, "ResNet50_Weights"),
-        "vgg16": _vgg16,
-    }
-
-
-ARCHITECTURES = ("resnet18", "resnet50", "vgg16")
+    if isinstance(net, tvm.ResNet):
+        net.fc = torch.nn.Linear(net.fc.in_features, num_classes)
+        if small_stem:
+            net.maxpool = torch.nn.Identity()
+        return Classifier(net, cam_layer="net.layer4")
+    if isinstance(net, tvm.VGG):
+        net.classifier[-1] = torch.nn.Linear(net.classifier[-1].in_features, num_classes)
+        if small_stem:
+            net.features[-1] = torch.nn.Identity()
+        return Classifier(net, cam_layer=f"net.features.{len(net.features) - 2}")
+    raise ValueError(f"{arch} is neither a torchvision ResNet nor a VGG: xaibench cannot train it "
+                     f"(evaluate it as arch = 'torchvision:{arch}' instead)")
 
 
 def pretrained_weights(arch: str, weights_path: str | None) -> dict:
@@ -113,7 +81,7 @@ def pretrained_weights(arch: str, weights_path: str | None) -> dict:
     """
     import torchvision.models as tvm
 
-    weights = getattr(tvm, _architectures()[arch].weights_enum).DEFAULT  # type: ignore[attr-defined]
+    weights = tvm.get_model_weights(arch).DEFAULT
     filename = weights.url.rsplit("/", 1)[-1]
     path = Path(weights_path) if weights_path else Path(torch.hub.get_dir()) / "checkpoints" / filename
     if not path.is_file():
@@ -193,7 +161,7 @@ class BackboneConfig:
     def backbone(self, arch: str, num_classes: int, image_size: tuple[int, int]) -> Classifier:
         """The torchvision backbone ``arch`` in the pixel-space wrapper."""
         weights = pretrained_weights(arch, self.weights_path) if self.pretrained else None
-        return _architectures()[arch](num_classes, image_size, self.small_stem(image_size), weights)
+        return backbone_network(arch, num_classes, self.small_stem(image_size), weights)
 
     def optimizer_for(self, groups: list[dict]) -> torch.optim.Optimizer:
         """A fresh optimiser over parameter groups (each with its own ``lr``)."""
@@ -233,18 +201,19 @@ class ModelConfig(BackboneConfig):
     """A plain torchvision classifier trained with cross-entropy.
 
     Attributes:
-        arch: resnet18, resnet50 or vgg16.
+        arch: a name registered for this class (``xaibench list models``: resnet18, resnet50, vgg16).
         epochs, lr: training length and learning rate (cosine schedule).
         patience: early stopping on validation loss (epochs without improvement).
     """
 
-    arch: Literal["resnet18", "resnet50", "vgg16"] = "resnet18"
+    arch: str = "resnet18"
     epochs: int = 10
     lr: float = 0.01
     patience: int = 3
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("arch", self.arch, MODELS.names_for(type(self)))
         check_range("epochs", self.epochs, low=0)
         check_range("patience", self.patience, low=1)
         if not self.lr > 0:
@@ -266,42 +235,45 @@ def build_model(cfg: BackboneConfig, num_classes: int, image_size: tuple[int, in
 # -- training ----------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, forward: Callable[[torch.Tensor], object],
+def recalibrate_batchnorm(model: torch.nn.Module, forward: Callable[[torch.Tensor], object],
                           split: Split, *, batch_size: int, batches: int, device: torch.device,
                           generator: torch.Generator) -> None:
     """Precise BN: reset the running statistics of the BatchNorm layers of ``model`` that are in
     train mode, then set them to the average batch statistics of ``batches`` shuffled batches of
     ``split`` passed through ``forward`` (no gradients). Layers in eval mode stay unchanged."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    norms = [m for m in model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
     try:
-        for images, _, _ in islice(split.batches(batch_size, device=device, generator=generator), batches):
-            forward(images)
+        with torch.no_grad():
+            for images, _, _ in islice(split.batches(batch_size, device=device, generator=generator),
+                                       batches):
+                forward(images)
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``split``, in eval mode."""
+def evaluate(model: torch.nn.Module, split: Split, batch_size: int,
+             device: torch.device) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``split``, in eval mode (no gradients)."""
     was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
-    for images, labels, _ in split.batches(batch_size, device=device):
-        logits = model(images)
-        loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(1) == labels).sum().item()
+    with torch.no_grad():
+        for images, labels, _ in split.batches(batch_size, device=device):
+            logits = model(images)
+            loss += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
     model.train(was_training)
     return loss / len(split), correct / len(split)
 
 
 def train_classifier(
-    model: nn.Module,
+    model: torch.nn.Module,
     splits: Splits,
     cfg: ModelConfig,
     *,
@@ -326,7 +298,7 @@ def train_classifier(
         total, correct, seen = 0.0, 0, 0
         for images, labels, _ in splits.train.batches(cfg.batch_size, device=device, generator=gen):
             logits = model(images)
-            loss = F.cross_entropy(logits, labels)
+            loss = torch.nn.functional.cross_entropy(logits, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -363,7 +335,7 @@ class TrainedModel:
         computed: False when read from the cache (or given as a checkpoint).
     """
 
-    model: nn.Module
+    model: torch.nn.Module
     history: list[dict[str, float]]
     test_accuracy: float
     computed: bool

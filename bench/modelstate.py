@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from torch import nn
+import torch
 
 
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Put ``model`` in eval mode; restore every module's train flag and every parameter's
     ``requires_grad`` afterwards, also when the body raises."""
     modes = [(m, m.training) for m in model.modules()]
@@ -24,7 +24,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(requires_grad)
 
 
-def find_layer(model: nn.Module, name: str | None) -> nn.Module:
+def find_layer(model: torch.nn.Module, name: str | None) -> torch.nn.Module:
     """The submodule called ``name`` (dotted); by default the model's Grad-CAM layer
     (``xaibench.methods.layers.default_cam_layer``: its ``cam_layer``, else its family's default:
     the last Conv2d of a CNN, the last block's first LayerNorm of a vision transformer).
@@ -38,6 +38,7 @@ def find_layer(model: nn.Module, name: str | None) -> nn.Module:
         name = default_cam_layer(model)
     modules = dict(model.named_modules())
     if name not in modules:
-        candidates = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Sequential)) and n]
+        candidates = [n for n, m in modules.items()
+                      if isinstance(m, (torch.nn.Conv2d, torch.nn.Sequential)) and n]
         raise ValueError(f"layer {name!r} not found in the model; e.g. {', '.join(candidates[-6:])}")
     return modules[name]

@@ -184,7 +184,6 @@ class Method:
     uses_model: ClassVar[bool] = True
     requirement: ClassVar[str] = "any model"
     families: ClassVar[tuple[str, ...]] = ("cnn", "vit")
-    registry_name: ClassVar[str]
 
     def supports(self, arch: str) -> bool:
         """Whether this method can explain models of architecture ``arch`` (config-time check).
@@ -241,7 +240,6 @@ class Metric:
     directions: ClassVar[dict[str, bool | None]] = {}
     requires_masks: ClassVar[bool] = False
     needs_method: ClassVar[bool] = False  # evaluate() also takes method= (it recomputes maps)
-    registry_name: ClassVar[str]
 
     @classmethod
     def direction(cls, key: str) -> bool | None:
@@ -270,7 +268,6 @@ class Dataset:
     :attr:`image_size`, so that runs are checked before any data is read.
     """
 
-    registry_name: ClassVar[str]
 
     @property
     def has_masks(self) -> bool:
@@ -310,8 +307,9 @@ class Dataset:
         from pathlib import Path
 
         from xaibench.keys import digest, plugin_identity
+        from xaibench.registry import DATASETS
 
-        name = getattr(self, "registry_name", type(self).__name__.lower())
+        name = next(iter(DATASETS.names_for(type(self))), type(self).__name__.lower())
         key = digest({"state": vars(self), "code": plugin_identity(type(self)), "seed": seed,
                       "content": content})
         return Path(cache_dir) / f"{name}-{key}.pt"

@@ -2,11 +2,11 @@
 architecture name, and of each model source: ``torchvision``, ``timm``, ``torchscript``, ``python``,
 ``given``; an ``arch`` of "<source>:<name>" is looked up by its source).
 
-Built-ins register with a decorator (``@METHODS.register("gradcam")``) and are also listed as
-entry points of the ``xaibench`` distribution, so that names are known from package metadata
-alone: looking a name up imports only the module that defines it. Third-party distributions add
-entry points in the groups ``xaibench.methods``, ``xaibench.metrics``, ``xaibench.datasets`` and
-``xaibench.models``.
+Every plugin is registered once, by an entry point: built-ins are entry points of the ``xaibench``
+distribution itself (pyproject.toml), third-party distributions add theirs in the groups
+``xaibench.methods``, ``xaibench.metrics``, ``xaibench.datasets`` and ``xaibench.models``. Names
+are known from package metadata alone: looking a name up imports only the module that defines it.
+:meth:`Registry.register` adds an object at run time (tests, notebooks).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ def _source_of(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
+def _is_target(ep: metadata.EntryPoint, obj: Any) -> bool:
+    """Whether entry point ``ep`` names ``obj`` (by module and qualified name: nothing imported)."""
+    return (ep.module, ep.attr) == (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
+
+
 def _entry_point_source(ep: metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     dist_name = dist.metadata["Name"] if dist is not None else "?"
@@ -32,12 +37,18 @@ def _entry_point_source(ep: metadata.EntryPoint) -> str:
 
 def description(obj: Any) -> str:
     """First line of a plugin's docstring: its one-line description."""
-    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return first_line(getattr(obj, "__doc__", None))
+
+
+def first_line(doc: str | None) -> str:
+    """The first line of a docstring, or "(no description)"."""
+    doc = (doc or "").strip()
     return doc.splitlines()[0].strip() if doc else "(no description)"
 
 
 class Registry:
-    """A name -> plugin class mapping, filled by decorators and entry points.
+    """A name -> plugin class mapping: the entry points of ``group``, and objects registered at run
+    time with :meth:`register`.
 
     Args:
         kind: what the plugins are ("method", "metric", "dataset"), used in messages.
@@ -59,13 +70,18 @@ class Registry:
         self._sources: dict[str, str] = {}
         self._eps: dict[str, metadata.EntryPoint] | None = None
 
-    # -- registration -------------------------------------------------------------------------
+    # -- registration at run time ------------------------------------------------------------
     def register(self, name: str) -> Callable[[Any], Any]:
-        """Class decorator registering ``cls`` under ``name``."""
+        """Class decorator registering ``cls`` under ``name`` at run time (a plugin of a package
+        is registered by its entry point instead)."""
 
         def decorator(obj: Any) -> Any:
+            ep = self._entry_points().get(name)
+            if ep is not None and not _is_target(ep, obj):
+                raise RegistryError(
+                    f"duplicate {self.kind} name {name!r}: {_entry_point_source(ep)} and "
+                    f"{_source_of(obj)}; rename one of them")
             self._add(name, obj, _source_of(obj))
-            obj.registry_name = name
             return obj
 
         return decorator
@@ -124,10 +140,17 @@ class Registry:
         """The plugin class registered as ``name``, importing its module on first use."""
         self.check(name)
         obj = self._plugins.get(name)
-        ep = self._entry_points().get(name)
-        if obj is not None and (ep is None or ep.value == f"{obj.__module__}:{obj.__qualname__}"):
-            return obj
-        return self._load(name)  # raises when a decorator and an entry point disagree
+        return obj if obj is not None else self._load(name)
+
+    def entry_point(self, name: str) -> metadata.EntryPoint | None:
+        """The entry point that registers ``name`` (None for an object registered at run time)."""
+        return self._entry_points().get(name)
+
+    def names_for(self, obj: Any) -> list[str]:
+        """The names ``obj`` is registered under (entry points are compared by their value, so
+        nothing is imported), e.g. ``MODELS.names_for(ModelConfig)``: the trainable architectures."""
+        found = {n for n, ep in self._entry_points().items() if _is_target(ep, obj)}
+        return sorted(found | {n for n, o in self._plugins.items() if o is obj})
 
     def items(self) -> list[tuple[str, Any]]:
         """(name, plugin) for every known name; imports every plugin module."""

@@ -11,7 +11,6 @@ All checking happens in :mod:`xaibench.config` before this module does any work.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,20 +18,10 @@ from pathlib import Path
 import torch
 
 from xaibench import distributed
-from xaibench.config import Config, ConfigError
+from xaibench.config import Config, check_writable
 from xaibench.execute import cell_status, execute, interruptible
 from xaibench.plan import Plan, plan
 from xaibench.writer import leaderboard, write
-
-
-def check_writable(out: Path) -> None:
-    """Raise ConfigError unless ``out`` can be created and written (creates nothing)."""
-    probe = Path(out).resolve()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"[run] out: cannot write under {out} ({probe} is not a writable "
-                          f"folder); choose another folder with --out")
 
 
 @dataclass

@@ -11,7 +11,7 @@
 A loaded model is evaluated, never trained and never modified. ``weights`` loads a state_dict
 (``torch.save(model.state_dict())``, torchvision's own weight files, or ``.safetensors``) into the
 built network; ``mean``/``std`` (ImageNet's by default) are put in front of it by the pixel-space
-wrapper (:class:`xaibench.models.Classifier`), so layer names start with ``net.``. At config time,
+wrapper (:class:`xaibench.classifier.Classifier`), so layer names start with ``net.``. At config time,
 before any data is read, the network is built once and run on one blank image of the dataset's
 size: state_dict keys that do not match, a head whose class count differs from the dataset's, and
 a network that cannot take the images are errors. Its model cell record holds the checksum of the
@@ -28,18 +28,21 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import nn
 
 from xaibench import keys
 from xaibench.datasets.splits import Splits
 from xaibench.families import arch_family
 from xaibench.io import load_checked, save_checked
-from xaibench.models import IMAGENET_MEAN, IMAGENET_STD, Classifier, TrainedModel, evaluate
+from xaibench.models import TrainedModel, evaluate
+from xaibench.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from xaibench.plugins import ConfigError, ParamError, check_range
-from xaibench.registry import MODELS
+from xaibench.registry import DATASETS
+
+if TYPE_CHECKING:
+    from xaibench.classifier import Classifier
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -65,7 +68,7 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def head_mismatch(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[str, int, int] | None:
+def head_mismatch(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[str, int, int] | None:
     """(key, classes in the file, classes of the network) when the only shape differences are
     the first dimension of tensors that agree on it (the classifier head); else None."""
     own = net.state_dict()
@@ -80,7 +83,7 @@ def head_mismatch(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[str, 
     return None
 
 
-def load_weights(net: nn.Module, path: str, num_classes: int | None, dataset: str) -> None:
+def load_weights(net: torch.nn.Module, path: str, num_classes: int | None, dataset: str) -> None:
     """Load the state_dict at ``path`` into ``net`` (exact keys and shapes), in place.
 
     Raises:
@@ -108,7 +111,7 @@ def load_weights(net: nn.Module, path: str, num_classes: int | None, dataset: st
     net.load_state_dict(state)
 
 
-def outputs(model: nn.Module, image_size: tuple[int, int]) -> int:
+def outputs(model: torch.nn.Module, image_size: tuple[int, int]) -> int:
     """The class count of ``model``: the width of its logits for one blank image (no grad)."""
     try:
         with torch.no_grad():
@@ -175,7 +178,7 @@ class EvaluatedModel:
             ParamError: state_dict keys that do not match, a head of another class count than
                 the dataset's (naming both), a network that fails on the dataset's image size.
         """
-        name = getattr(dataset, "registry_name", "?")
+        name = next(iter(DATASETS.names_for(type(dataset))), "?")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = self.classifier(dataset.num_classes, name).eval()
@@ -201,7 +204,7 @@ class EvaluatedModel:
         return TrainedModel(model, [], accuracy, computed=True)
 
 
-def check_classes(model: nn.Module, num_classes: int | None, image_size: tuple[int, int],
+def check_classes(model: torch.nn.Module, num_classes: int | None, image_size: tuple[int, int],
                   dataset: str) -> None:
     """Raise ParamError when ``model``'s logits are not as wide as the dataset's class count."""
     found = outputs(model, image_size)
@@ -246,11 +249,13 @@ class LoadedModel(EvaluatedModel):
     def check_name(self) -> None:
         """Raise ParamError when the source has no model of this name (listing the known ones)."""
 
-    def network(self, num_classes: int | None) -> nn.Module:
+    def network(self, num_classes: int | None) -> torch.nn.Module:
         """The network as the source builds it (``num_classes`` None: the source's default)."""
         raise NotImplementedError
 
     def classifier(self, num_classes: int | None, dataset: str) -> Classifier:
+        from xaibench.classifier import Classifier
+
         net = self.network(num_classes)
         if self.weights is not None:
             if num_classes is None:  # the dataset counts its classes when read: the file's head decides
@@ -270,7 +275,6 @@ def unknown_name(source: str, name: str, known: list[str], listed: int = 200) ->
     return ParamError("arch", f"{source} has no model {name!r}; known models: {shown}")
 
 
-@MODELS.register("torchvision")
 @dataclass(frozen=True, kw_only=True)
 class TorchvisionModel(LoadedModel):
     """Any torchvision classification model: arch = "torchvision:<name>" (e.g. resnet50, vit_b_16)."""
@@ -284,14 +288,13 @@ class TorchvisionModel(LoadedModel):
         if self.name not in known:
             raise unknown_name("torchvision", self.name, known)
 
-    def network(self, num_classes: int | None) -> nn.Module:
+    def network(self, num_classes: int | None) -> torch.nn.Module:
         import torchvision.models as tvm
 
         extra = {} if num_classes is None else {"num_classes": num_classes}
         return tvm.get_model(self.name, weights=None, **extra)
 
 
-@MODELS.register("timm")
 @dataclass(frozen=True, kw_only=True)
 class TimmModel(LoadedModel):
     """Any timm model: arch = "timm:<name>" (e.g. deit_small_patch16_224), weights never downloaded."""
@@ -304,14 +307,13 @@ class TimmModel(LoadedModel):
         if not timm.is_model(self.name):
             raise unknown_name("timm", self.name, timm.list_models(), listed=0)
 
-    def network(self, num_classes: int | None) -> nn.Module:
+    def network(self, num_classes: int | None) -> torch.nn.Module:
         import timm
 
         extra = {} if num_classes is None else {"num_classes": num_classes}
         return timm.create_model(self.name, pretrained=False, **extra)
 
 
-@MODELS.register("torchscript")
 @dataclass(frozen=True, kw_only=True)
 class TorchScriptModel(LoadedModel):
     """A TorchScript archive: arch = "torchscript:<path>" (saved with torch.jit.save)."""
@@ -322,7 +324,7 @@ class TorchScriptModel(LoadedModel):
         if not Path(self.name).is_file():
             raise ParamError("arch", f"TorchScript file {self.name} not found")
 
-    def network(self, num_classes: int | None) -> nn.Module:
+    def network(self, num_classes: int | None) -> torch.nn.Module:
         try:
             return torch.jit.load(self.name, map_location="cpu")
         except Exception as exc:
@@ -333,7 +335,6 @@ class TorchScriptModel(LoadedModel):
         return {**super().content_identity(), "file": {"sha256": keys.file_digest(self.name)}}
 
 
-@MODELS.register("python")
 @dataclass(frozen=True, kw_only=True)
 class PythonModel(LoadedModel):
     """Your own factory: arch = "python:<module>:<function>", returning an nn.Module."""
@@ -362,11 +363,11 @@ class PythonModel(LoadedModel):
     def check_name(self) -> None:
         self.factory()
 
-    def network(self, num_classes: int | None) -> nn.Module:
+    def network(self, num_classes: int | None) -> torch.nn.Module:
         make = self.factory()
         takes = "num_classes" in inspect.signature(make).parameters
         net = make(num_classes=num_classes) if takes and num_classes is not None else make()
-        if not isinstance(net, nn.Module):
+        if not isinstance(net, torch.nn.Module):
             raise ParamError("arch", f"{self.arch} returned {type(net).__name__}, not an nn.Module")
         return net
 
@@ -374,7 +375,7 @@ class PythonModel(LoadedModel):
         return {**super().content_identity(), "factory": keys.code_identity(self.target[0])}
 
 
-_GIVEN: dict[str, nn.Module] = {}
+_GIVEN: dict[str, torch.nn.Module] = {}
 
 
 def hold(model: Classifier, key: str) -> None:
@@ -386,7 +387,6 @@ def release(key: str) -> None:
     _GIVEN.pop(key, None)
 
 
-@MODELS.register("given")
 @dataclass(frozen=True, kw_only=True)
 class GivenModel(EvaluatedModel):
     """A model passed to xaibench.evaluate from Python: arch = "given:<class name>".

@@ -37,8 +37,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from xaibench.io import load_checked, save_checked
 from xaibench.plugins import DataError, ParamError, check_range
@@ -200,6 +198,9 @@ def resize_pair(
     Returns:
         (uint8 [3, size, size], bool [size, size] or None); mask = resized value >= 0.5.
     """
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
     h, w = image.shape[-2:]
     if center_crop:
         short = max(size, math.floor(round(size / crop_fraction, 9)))

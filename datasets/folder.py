@@ -26,7 +26,6 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from xaibench.plugins import DataError, Dataset, ParamError
-from xaibench.registry import DATASETS
 
 from .files import (
     IMAGE_SUFFIXES,
@@ -92,7 +91,6 @@ def read_boxes(path: Path, images: dict[str, Path]) -> dict[Path, list[tuple[Box
     return boxes
 
 
-@DATASETS.register("folder")
 class Folder(Dataset):
     """Your own images: <root>/images/<class>/*, optional mask files or a box CSV.
 

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Literal
 
 from xaibench.plugins import DataError, Dataset, ParamError, check_range
-from xaibench.registry import DATASETS
 
 from .files import (
     Box,
@@ -183,7 +182,6 @@ def read_voc(path: Path, known: set[str]) -> list[tuple[str, Box, str]]:
     return boxes
 
 
-@DATASETS.register("ilsvrc")
 class ILSVRC(Dataset):
     """ILSVRC-2012 (ImageNet-1k) validation images, labels as the models' class indices, box masks.
 

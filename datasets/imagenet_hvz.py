@@ -21,7 +21,6 @@ import csv
 from pathlib import Path
 
 from xaibench.plugins import DataError, Dataset, check_range
-from xaibench.registry import DATASETS
 
 from .files import (
     IMAGE_SUFFIXES,
@@ -86,7 +85,6 @@ def read_index(root: Path) -> Index:
     return Index(root=root, records=tuple(records), class_names=CLASSES, sources=(table,))
 
 
-@DATASETS.register("imagenet_hvz")
 class ImagenetHVZ(Dataset):
     """ImagenetHVZ (Rio-Torto et al., PRL 2020): horses vs zebras from ImageNet, box masks.
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from xaibench.plugins import Dataset, ParamError
-from xaibench.registry import DATASETS
 
 from .splits import Split, Splits
 
@@ -58,7 +57,6 @@ def release(key: str) -> None:
     _HELD.pop(key, None)
 
 
-@DATASETS.register("memory")
 class Memory(Dataset):
     """Tensors given from Python (``xaibench.evaluate``), every image a test image.
 

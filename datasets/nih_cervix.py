@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from xaibench.plugins import DataError, Dataset, ParamError
-from xaibench.registry import DATASETS
 
 from .files import (
     Index,
@@ -152,7 +151,6 @@ def read_collection(folder: Path, *, masks: bool) -> tuple[Path, list[Record]]:
     return sheet, records
 
 
-@DATASETS.register("nih_cervix")
 class NIHCervix(Dataset):
     """NIH-NCI cervix (Rio-Torto et al., PRL 2020): worst histology code <= 1 vs >= 2, cervix masks.
 

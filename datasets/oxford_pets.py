@@ -30,7 +30,6 @@ from typing import Literal
 import numpy as np
 
 from xaibench.plugins import DataError, Dataset, ParamError, check_range
-from xaibench.registry import DATASETS
 
 from .files import Index, Record, check_fraction, check_geometry, load_index, read_pixels, text_lines
 from .files import fingerprint as content_fingerprint
@@ -112,7 +111,6 @@ def read_list(base: Path, split: str, target: str) -> list[Record]:
     return records
 
 
-@DATASETS.register("oxford_pets")
 class OxfordPets(Dataset):
     """Oxford-IIIT Pet (Parkhi et al., CVPR 2012): cat vs dog or 37 breeds, trimap pet masks.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
+Batch = tuple["torch.Tensor", "torch.Tensor", "torch.Tensor | None"]  # strings: torch stays deferred
 
 
 @dataclass(frozen=True)

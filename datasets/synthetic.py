@@ -19,7 +19,6 @@ from PIL import Image, ImageDraw
 
 from xaibench.io import load_checked, save_checked
 from xaibench.plugins import Dataset, ParamError, check_range
-from xaibench.registry import DATASETS
 
 from .splits import Split, Splits
 
@@ -168,7 +167,6 @@ def generate(
             torch.from_numpy(labels).long(), torch.from_numpy(objs), torch.from_numpy(boxes))
 
 
-@DATASETS.register("synthetic")
 class Synthetic(Dataset):
     """xML synthetic shapes: triangle present or not (colour / nocolour), exact and box masks.
 

@@ -7,13 +7,10 @@ from contextlib import ExitStack, contextmanager
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from xaibench.methods.layers import attention_modules, has_class_token, prefix_tokens, token_grid
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 Fusion = Literal["mean", "max", "min"]
 
@@ -60,10 +57,11 @@ def rollout_grid(
 
 
 @contextmanager
-def _timm_attention(module: nn.Module, sink: list[torch.Tensor]) -> Iterator[None]:
+def _timm_attention(module: torch.nn.Module, sink: list[torch.Tensor]) -> Iterator[None]:
     """Record timm's attention probabilities: the input of ``attn_drop`` on the unfused path
     (fused scaled-dot-product attention never forms them), ``fused_attn`` restored on exit."""
-    if not (hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module)):
+    attn_drop = getattr(module, "attn_drop", None)
+    if not (hasattr(module, "fused_attn") and isinstance(attn_drop, torch.nn.Module)):
         raise ValueError(f"attention rollout cannot read the attention of {type(module).__name__}: it "
                          f"reads timm's Attention (fused_attn, attn_drop) or torch's MultiheadAttention")
     fused = module.fused_attn
@@ -77,14 +75,14 @@ def _timm_attention(module: nn.Module, sink: list[torch.Tensor]) -> Iterator[Non
 
 
 @contextmanager
-def _torch_attention(module: nn.MultiheadAttention, sink: list[torch.Tensor]) -> Iterator[None]:
+def _torch_attention(module: torch.nn.MultiheadAttention, sink: list[torch.Tensor]) -> Iterator[None]:
     """Record a MultiheadAttention's per-head weights: ask for them (``need_weights``, not averaged)
     in a pre-hook and read them from the output; torchvision's blocks drop that second output."""
 
-    def ask(m: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def ask(m: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
 
-    def read(m: nn.Module, inputs: tuple, output: tuple) -> None:
+    def read(m: torch.nn.Module, inputs: tuple, output: tuple) -> None:
         sink.append(output[1].detach())
 
     handles = [module.register_forward_pre_hook(ask, with_kwargs=True), module.register_forward_hook(read)]
@@ -95,7 +93,7 @@ def _torch_attention(module: nn.MultiheadAttention, sink: list[torch.Tensor]) ->
             handle.remove()
 
 
-def attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+def attention_maps(model: torch.nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
     """Each block's attention probabilities [B, heads, N, N] for ``images``, first block first.
 
     One forward pass in eval mode without gradients; every hook and flag is removed or restored
@@ -109,7 +107,7 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]
         for name in attention_modules(model):
             module = modules[name]
             sinks.append([])
-            capture = _torch_attention if isinstance(module, nn.MultiheadAttention) else _timm_attention
+            capture = _torch_attention if isinstance(module, torch.nn.MultiheadAttention) else _timm_attention
             stack.enter_context(capture(module, sinks[-1]))
         model(images)
     for name, sink in zip(attention_modules(model), sinks):
@@ -118,7 +116,6 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]
     return [sink[0] for sink in sinks]
 
 
-@METHODS.register("attention_rollout")
 class AttentionRollout(Method):
     """Attention rollout: the class token's attention to the patches, rolled out through the blocks.
 
@@ -162,5 +159,6 @@ class AttentionRollout(Method):
         assert grid is not None  # attention_modules raised for a CNN
         cells = rollout_grid(joint, prefix=prefix_tokens(model), class_token=has_class_token(model),
                              grid=grid)
-        return F.interpolate(cells[:, None], size=tuple(images.shape[-2:]), mode=self.interpolation,
-                             align_corners=False if self.interpolation != "nearest" else None)[:, 0].float()
+        return torch.nn.functional.interpolate(
+            cells[:, None], size=tuple(images.shape[-2:]), mode=self.interpolation,
+            align_corners=False if self.interpolation != "nearest" else None)[:, 0].float()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 
 
 def center_blob(height: int, width: int, sigma: float, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -18,7 +17,6 @@ def center_blob(height: int, width: int, sigma: float, device: torch.device | st
     return gy[:, None] * gx[None, :]
 
 
-@METHODS.register("center")
 class Center(Method):
     """Centre-bias control: a Gaussian blob in the middle of the image, ignoring image and model.
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import warnings
 
 import torch
-from captum.attr import Deconvolution as CaptumDeconvolution
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("deconvolution")
 class Deconvolution(Method):
     """Deconvolution: backpropagation where every ReLU passes the rectified upstream gradient.
 
@@ -39,6 +36,8 @@ class Deconvolution(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Deconvolution maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import Deconvolution as CaptumDeconvolution
+
         with eval_mode(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
             grad = CaptumDeconvolution(model).attribute(images.detach().requires_grad_(), target=targets)

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
-from zennit.attribution import Gradient
-from zennit.canonizers import AttributeCanonizer, Canonizer, SequentialMergeBatchNorm
-from zennit.composites import NameLayerMapComposite, layer_map_base
-from zennit.core import Composite
-from zennit.layer import Sum
-from zennit.rules import ZBox, ZPlus
-from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
-from zennit.types import Convolution
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
+
+if TYPE_CHECKING:  # zennit (and torchvision) are imported where used: torch stays deferred
+    from zennit.canonizers import Canonizer
+    from zennit.core import Composite
 
 
-def _residual_sum(name: str, module: nn.Module) -> dict | None:
+def _residual_sum(name: str, module: torch.nn.Module) -> dict | None:
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    from zennit.layer import Sum
+    from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
+
     # Exact types only: a subclass (e.g. a gated block of a joint model) keeps its own forward.
     forwards = {BasicBlock: ResNetBasicBlockCanonizer.forward,
                 Bottleneck: ResNetBottleneckCanonizer.forward}
@@ -34,10 +32,12 @@ def canonizers() -> list[Canonizer]:
     them (ResNet, VGG-BN), and torchvision residual blocks' ``out += identity`` turned into a
     ``Sum`` module so that relevance is split between the two branches (zennit's ResNetCanonizer,
     restricted to exact BasicBlock / Bottleneck instances). Both are reverted on removal."""
+    from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
+
     return [SequentialMergeBatchNorm(), AttributeCanonizer(_residual_sum)]
 
 
-def input_layer(model: nn.Module) -> str:
+def input_layer(model: torch.nn.Module) -> str:
     """Dotted name of the layer that receives the (normalised) pixels: the first Conv or Linear
     module of ``model.net`` (the backbone of a :class:`~xaibench.models.Classifier`, joint models
     included), or of ``model`` itself when it has no ``net``.
@@ -47,15 +47,15 @@ def input_layer(model: nn.Module) -> str:
     """
     root = getattr(model, "net", None)
     prefix = "net."
-    if not isinstance(root, nn.Module):
+    if not isinstance(root, torch.nn.Module):
         root, prefix = model, ""
     for name, module in root.named_modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)):
             return prefix + name
     raise ValueError("the model has no Conv or Linear layer to start the relevance pass at")
 
 
-def pixel_bounds(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_bounds(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(low, high) [1, 3, 1, 1] of what the input layer sees for pixels in [0, 1].
 
     A :class:`~xaibench.models.Classifier` normalises first, so the input layer sees
@@ -70,7 +70,7 @@ def pixel_bounds(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def lrp_relevance(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, composite: Composite
+    model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, composite: Composite
 ) -> torch.Tensor:
     """Relevance [B, 3, H, W] of each input element for the target logits, by zennit.
 
@@ -82,13 +82,15 @@ def lrp_relevance(
     the backbone: the normalisation layer is an affine map per channel, so the pixel gradient is
     multiplied back by ``model.std`` (relevance is conserved, not divided by std).
     """
+    from zennit.attribution import Gradient
+
     x = images.detach().requires_grad_(True)
     gates = getattr(model, "constant_gates", contextlib.nullcontext)
     with eval_mode(model), gates(), torch.enable_grad():
         try:
             composite.register(model)
             _, grad = Gradient(model, composite)(
-                x, lambda out: out * nn.functional.one_hot(targets, out.shape[1]).to(out.dtype))
+                x, lambda out: out * torch.nn.functional.one_hot(targets, out.shape[1]).to(out.dtype))
         finally:
             composite.remove()
     std = getattr(model, "std", None)
@@ -97,7 +99,6 @@ def lrp_relevance(
     return grad.detach()
 
 
-@METHODS.register("deep_taylor")
 class DeepTaylor(Method):
     """Deep Taylor decomposition: the z+ rule on hidden layers and the z^B (box) rule at the input.
 
@@ -133,14 +134,18 @@ class DeepTaylor(Method):
     def passes_per_image(self) -> int:
         return 1
 
-    def composite(self, model: nn.Module) -> Composite:
+    def composite(self, model: torch.nn.Module) -> Composite:
         """The zennit composite for ``model``: z^B at its input layer, z+ elsewhere."""
+        from zennit.composites import NameLayerMapComposite, layer_map_base
+        from zennit.rules import ZBox, ZPlus
+        from zennit.types import Convolution
+
         low, high = pixel_bounds(model)
         eps = self.stabilizer
         return NameLayerMapComposite(
             name_map=[((input_layer(model),), ZBox(low, high, stabilizer=eps))],
             layer_map=layer_map_base(eps) + [(Convolution, ZPlus(stabilizer=eps)),
-                                             (nn.Linear, ZPlus(stabilizer=eps))],
+                                             (torch.nn.Linear, ZPlus(stabilizer=eps))],
             canonizers=canonizers())
 
     def attribute(

@@ -7,23 +7,19 @@ from contextlib import contextmanager
 from typing import Literal
 
 import torch
-from torch import nn
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_choice, check_range
-from xaibench.registry import METHODS
-
-# Modules whose outputs are "activations after a nonlinearity" (functional calls such as
-# torch.relu inside a forward cannot be hooked and are not bounded).
-NONLINEARITIES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
-)
 
 
-def nonlinear_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules of ``model`` whose outputs the defense bounds (instances of NONLINEARITIES)."""
-    return [m for m in model.modules() if isinstance(m, NONLINEARITIES)]
+def nonlinear_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The modules of ``model`` whose outputs the defense bounds: "activations after a
+    nonlinearity" (functional calls such as torch.relu inside a forward cannot be hooked and are
+    not bounded)."""
+    nn = torch.nn
+    kinds = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+             nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid)
+    return [m for m in model.modules() if isinstance(m, kinds)]
 
 
 def within_bounds(activation: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -32,16 +28,16 @@ def within_bounds(activation: torch.Tensor, reference: torch.Tensor) -> torch.Te
 
 
 @contextmanager
-def recorded_activations(model: nn.Module) -> Iterator[dict[nn.Module, list[torch.Tensor]]]:
+def recorded_activations(model: torch.nn.Module) -> Iterator[dict[torch.nn.Module, list[torch.Tensor]]]:
     """Record, per nonlinearity module, its output at every call of the forward run inside.
 
     Yields a dict module -> list of detached outputs, one per call in call order (a module called
     twice per forward, such as the ReLU of a torchvision ResNet block, gets two entries). Run ONE
     forward inside the context. The hooks are removed on exit, also on error.
     """
-    records: dict[nn.Module, list[torch.Tensor]] = {}
+    records: dict[torch.nn.Module, list[torch.Tensor]] = {}
 
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         records.setdefault(module, []).append(output.detach().clone())
 
     handles = [m.register_forward_hook(hook) for m in nonlinear_modules(model)]
@@ -57,13 +53,13 @@ class ActivationDefense:
     of the batch the current forward holds, and per-module call counters (reset at every forward
     of the model by a pre-hook)."""
 
-    def __init__(self, records: dict[nn.Module, list[torch.Tensor]], *, clip: bool) -> None:
+    def __init__(self, records: dict[torch.nn.Module, list[torch.Tensor]], *, clip: bool) -> None:
         self.records = records
         self.clip = clip
         self.index: torch.Tensor | None = None  # rows of the recorded batch in the current forward
-        self.calls: dict[nn.Module, int] = {}
+        self.calls: dict[torch.nn.Module, int] = {}
 
-    def reference(self, module: nn.Module) -> torch.Tensor:
+    def reference(self, module: torch.nn.Module) -> torch.Tensor:
         """The clean activation of ``module`` for its current call (rows selected by ``index``)."""
         k = self.calls.get(module, 0)
         self.calls[module] = k + 1
@@ -74,7 +70,7 @@ class ActivationDefense:
         ref = recorded[k]
         return ref if self.index is None else ref[self.index]
 
-    def hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    def hook(self, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         ref = self.reference(module)
         if self.clip:  # clamp's own backward zeroes the gradient where it clipped
             return torch.minimum(torch.maximum(output, ref.clamp(max=0)), ref.clamp(min=0))
@@ -86,7 +82,7 @@ class ActivationDefense:
 
 @contextmanager
 def activation_defense(
-    model: nn.Module, records: dict[nn.Module, list[torch.Tensor]], *, clip: bool = False
+    model: torch.nn.Module, records: dict[torch.nn.Module, list[torch.Tensor]], *, clip: bool = False
 ) -> Iterator[ActivationDefense]:
     """Within this context every nonlinearity output of ``model``'s forward is defended against
     adversarial evidence (Wagner et al. 2019): its gradient is zeroed wherever the activation
@@ -97,7 +93,7 @@ def activation_defense(
     """
     defense = ActivationDefense(records, clip=clip)
 
-    def reset(module: nn.Module, inputs: tuple) -> None:
+    def reset(module: torch.nn.Module, inputs: tuple) -> None:
         defense.calls.clear()
 
     handles = [model.register_forward_pre_hook(reset)]
@@ -119,7 +115,7 @@ def _phi(logits: torch.Tensor, targets: torch.Tensor, *, game: str, phi: str) ->
 
 
 def fgvis_masks(
-    model: nn.Module,
+    model: torch.nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
     *,
@@ -181,7 +177,6 @@ def fgvis_masks(
     return masks
 
 
-@METHODS.register("fgvis")
 class FGVis(Method):
     """FGVis: per-pixel, per-channel masks optimised by SGD, defended against adversarial evidence.
 

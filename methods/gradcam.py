@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from captum.attr import LayerAttribution
 
 from xaibench.methods.layers import default_cam_layer, to_grid, token_grid
 from xaibench.modelstate import eval_mode, find_layer
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
 def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor, *, relu: bool) -> torch.Tensor:
@@ -54,7 +52,6 @@ def layer_gradcam(
     return gradcam_map(to_grid(outputs[0].detach(), grid), to_grid(grad, grid), relu=relu)
 
 
-@METHODS.register("gradcam")
 class GradCAM(Method):
     """Grad-CAM: gradient-weighted activations of a layer, upsampled to the image size.
 
@@ -96,6 +93,8 @@ class GradCAM(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Grad-CAM maps [B, H, W] for images [B, 3, H, W]."""
+        from captum.attr import LayerAttribution
+
         cam = layer_gradcam(model, self.layer, images, targets, relu=self.relu)
         cam = LayerAttribution.interpolate(cam, tuple(images.shape[-2:]), interpolate_mode=self.interpolation)
         return cam.sum(1).float()

@@ -5,14 +5,11 @@ from __future__ import annotations
 import warnings
 
 import torch
-from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("guided_backprop")
 class GuidedBackprop(Method):
     """Guided backpropagation: the input gradient with negative gradients cut at every ReLU.
 
@@ -39,6 +36,8 @@ class GuidedBackprop(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Guided-backprop maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+
         with eval_mode(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
             grad = CaptumGuidedBackprop(model).attribute(images.detach().requires_grad_(), target=targets)

@@ -6,16 +6,12 @@ import warnings
 from typing import Literal
 
 import torch
-from captum.attr import GuidedBackprop as CaptumGuidedBackprop
-from captum.attr import LayerAttribution
 
 from xaibench.methods.gradcam import layer_gradcam
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("guided_gradcam")
 class GuidedGradCAM(Method):
     """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 
@@ -54,6 +50,9 @@ class GuidedGradCAM(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Guided Grad-CAM maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+        from captum.attr import LayerAttribution
+
         cam = layer_gradcam(model, self.layer, images, targets, relu=True)
         with eval_mode(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")

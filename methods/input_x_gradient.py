@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import InputXGradient as CaptumInputXGradient
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("input_x_gradient")
 class InputXGradient(Method):
     """Input x gradient: the pixel values times the gradient of the target logit.
 
@@ -34,6 +31,8 @@ class InputXGradient(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Input x gradient maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import InputXGradient as CaptumInputXGradient
+
         with eval_mode(model):
             attr = CaptumInputXGradient(model).attribute(images.detach().requires_grad_(), target=targets)
         return attr.detach().sum(1).float()

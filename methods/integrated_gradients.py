@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from captum.attr import IntegratedGradients as CaptumIG
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 
 Baseline = Literal["black", "gray", "white", "mean"]
 Integration = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
@@ -29,7 +27,6 @@ def baseline_images(images: torch.Tensor, kind: Baseline) -> torch.Tensor:
     return torch.full_like(images, value)
 
 
-@METHODS.register("integrated_gradients")
 class IntegratedGradients(Method):
     """Integrated Gradients: the path integral of gradients from a baseline image to the input.
 
@@ -75,6 +72,8 @@ class IntegratedGradients(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """IG maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import IntegratedGradients as CaptumIG
+
         x = images.detach()
         with eval_mode(model):
             attr = CaptumIG(model).attribute(

@@ -15,20 +15,31 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 
-SUPPORTED_ARCHS = ("vgg16", "joint_vgg16", "joint_xml_vgg")
 
-_LEAVES: dict[type[nn.Module], str] = {
-    nn.Conv2d: "conv", nn.Linear: "linear", nn.BatchNorm2d: "bn", nn.BatchNorm1d: "bn",
-    nn.ReLU: "relu", nn.MaxPool2d: "maxpool", nn.AdaptiveAvgPool2d: "avgpool", nn.AvgPool2d: "avgpool",
-    nn.Flatten: "flatten", nn.Dropout: "identity", nn.Identity: "identity",
-}
+def supports_arch(arch: str) -> bool:
+    """Whether ``arch`` is a built-in VGG architecture (a registered name with "vgg" in it: vgg16,
+    joint_vgg16, joint_xml_vgg), the sequential networks this method inverts."""
+    return ":" not in arch and "vgg" in arch
+
+
+def supported_archs() -> list[str]:
+    """The registered architectures this method inverts (names from the model registry)."""
+    from xaibench.registry import MODELS
+
+    return [name for name in MODELS.names() if supports_arch(name)]
+
+
+def _leaf_kind(module: torch.nn.Module) -> str | None:
+    """The op kind of a leaf module of an exact supported type, else None."""
+    nn = torch.nn
+    kinds = {nn.Conv2d: "conv", nn.Linear: "linear", nn.BatchNorm2d: "bn", nn.BatchNorm1d: "bn",
+             nn.ReLU: "relu", nn.MaxPool2d: "maxpool", nn.AdaptiveAvgPool2d: "avgpool",
+             nn.AvgPool2d: "avgpool", nn.Flatten: "flatten", nn.Dropout: "identity", nn.Identity: "identity"}
+    return kinds.get(type(module))
 
 
 class UnsupportedModel(TypeError):
@@ -42,7 +53,7 @@ class Op:
 
     name: str
     kind: str
-    module: nn.Module | None
+    module: torch.nn.Module | None
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class LayerInverse:
     logits: torch.Tensor | None = None
 
 
-def _walk(module: nn.Module, name: str) -> list[Op]:
+def _walk(module: torch.nn.Module, name: str) -> list[Op]:
     from torchvision.models import VGG
 
     from xaibench.methods.joint.model import XMLVGG, Gate
@@ -94,19 +105,19 @@ def _walk(module: nn.Module, name: str) -> list[Op]:
                 *child("classifier")]
     if isinstance(module, XMLVGG):
         return [*child("features"), *child("classifier")]
-    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+    if isinstance(module, torch.nn.Sequential) and type(module).forward is torch.nn.Sequential.forward:
         return [op for key, sub in module.named_children()
                 for op in _walk(sub, f"{name}.{key}" if name else key)]
-    kind = _LEAVES.get(type(module))
+    kind = _leaf_kind(module)
     if kind is None:
         raise UnsupportedModel(
             f"the inverse-based method cannot follow {type(module).__name__} at {name or 'the model'}: "
-            f"it supports sequential conv/ReLU/max-pool/linear networks ({', '.join(SUPPORTED_ARCHS)}: "
+            f"it supports sequential conv/ReLU/max-pool/linear networks ({', '.join(supported_archs())}: "
             f"torchvision VGG16, the xML VGG, joint VGG models with constant gates)")
     return [Op(name, kind, module)]
 
 
-def model_blocks(model: nn.Module) -> list[Block]:
+def model_blocks(model: torch.nn.Module) -> list[Block]:
     """The blocks of a pixel-space Classifier around a sequential backbone, input to logits.
 
     Raises:
@@ -114,7 +125,7 @@ def model_blocks(model: nn.Module) -> list[Block]:
             average-pool / flatten / dropout layers (and joint gates), ending in a linear layer.
     """
     net = getattr(model, "net", None)
-    if not isinstance(net, nn.Module) or not isinstance(getattr(model, "mean", None), torch.Tensor):
+    if not isinstance(net, torch.nn.Module) or not isinstance(getattr(model, "mean", None), torch.Tensor):
         raise UnsupportedModel(f"the inverse-based method needs a pixel-space Classifier, got "
                                f"{type(model).__name__}")
     blocks: list[list[Op]] = []
@@ -150,8 +161,8 @@ def run_block(
     for op in block.ops:
         if op.kind == "maxpool":
             m = op.module
-            x, indices = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
-                                      return_indices=True)
+            x, indices = torch.nn.functional.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation,
+                                                        m.ceil_mode, return_indices=True)
         elif op.kind == "relu":
             x = torch.relu(x)
         elif op.kind == "flatten":
@@ -159,7 +170,7 @@ def run_block(
         elif op.kind == "gate":
             if gate is None:
                 raise RuntimeError(f"gate {op.name} needs the joint model's explanation")
-            x = x * F.adaptive_avg_pool2d(gate, x.shape[-2:])
+            x = x * torch.nn.functional.adaptive_avg_pool2d(gate, x.shape[-2:])
         elif op.kind != "identity":
             x = op.module(x)
     return x, indices
@@ -178,7 +189,7 @@ def initial_guess(forward: torch.Tensor) -> torch.Tensor:
     """Solver init: the 5 x 5 average pool (stride 1, same size) of a spatial forward input; a
     vector input as it is."""
     if forward.dim() == 4:
-        return F.avg_pool2d(forward, 5, stride=1, padding=2, count_include_pad=False)
+        return torch.nn.functional.avg_pool2d(forward, 5, stride=1, padding=2, count_include_pad=False)
     return forward.clone()
 
 
@@ -198,7 +209,7 @@ def location_weights(target: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     (nearest) to ``size``: weak upper-layer locations are penalised more (M = 1 where S = 0)."""
     s = target.abs().sum(1, keepdim=True)
     m = 1 - s / s.flatten(1).amax(1).clamp(min=1e-30).view(-1, 1, 1, 1)
-    return F.interpolate(m, size=size, mode="nearest") if m.shape[-2:] != size else m
+    return torch.nn.functional.interpolate(m, size=size, mode="nearest") if m.shape[-2:] != size else m
 
 
 @dataclass(frozen=True)
@@ -280,8 +291,8 @@ def invert_block(
     if block.kind == "maxpool":
         m = block.ops[0].module
         y = rescale(inverse_output, forward_output)
-        x = F.max_unpool2d(y, indices, m.kernel_size, m.stride, m.padding,
-                           output_size=forward_input.shape[-2:])
+        x = torch.nn.functional.max_unpool2d(y, indices, m.kernel_size, m.stride, m.padding,
+                                             output_size=forward_input.shape[-2:])
         return project(x, forward_input, is_input=is_input), torch.zeros(b, dtype=torch.long,
                                                                         device=x.device)
     y = rescale(inverse_output, forward_output)
@@ -304,14 +315,14 @@ def invert_block(
         lambda x, rows: project(x, forward_input[rows], is_input=is_input), solver)
 
 
-def explanation_gate(model: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
+def explanation_gate(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor | None:
     """The joint model's explanation (a constant for the inverse), or None for a plain model."""
     explain = getattr(model, "explain", None)
     return explain(images).detach() if callable(explain) else None
 
 
 def invert(
-    model: nn.Module,
+    model: torch.nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
     solver: Solver,
@@ -345,7 +356,7 @@ def invert(
             raise RuntimeError("the inverse-based method could not reproduce the model's logits with "
                                f"its layer chain ({' -> '.join(b.name for b in blocks)})")
     outputs = [*inputs[1:], x]
-    inverse = F.one_hot(targets, x.shape[1]).to(x.dtype)
+    inverse = torch.nn.functional.one_hot(targets, x.shape[1]).to(x.dtype)
     layers = []
     for k in reversed(range(len(blocks))):
         inverse, steps = invert_block(
@@ -357,7 +368,7 @@ def invert(
 
 
 def logits_from(
-    model: nn.Module, images: torch.Tensor, layer: int, x: torch.Tensor
+    model: torch.nn.Module, images: torch.Tensor, layer: int, x: torch.Tensor
 ) -> torch.Tensor:
     """Logits [B, C] of ``x`` fed in at block ``layer``'s input through the rest of the network
     (the joint model's gates from ``images``, constant). Call in eval mode."""
@@ -376,7 +387,7 @@ def inverse_map(inverse: torch.Tensor, forward: torch.Tensor, eps: float = 1e-6)
 
 
 @contextlib.contextmanager
-def _inverse_context(model: nn.Module) -> Iterator[None]:
+def _inverse_context(model: torch.nn.Module) -> Iterator[None]:
     gates = getattr(model, "constant_gates", contextlib.nullcontext)
     with eval_mode(model), gates(), torch.enable_grad():
         for p in model.parameters():
@@ -384,7 +395,6 @@ def _inverse_context(model: nn.Module) -> Iterator[None]:
         yield
 
 
-@METHODS.register("inverse")
 class Inverse(Method):
     """Inverse-based explanation: the network inverted layer by layer from the target's one-hot.
 
@@ -448,20 +458,20 @@ class Inverse(Method):
         self.tol = tol
 
     def supports(self, arch: str) -> bool:
-        return arch in SUPPORTED_ARCHS
+        return supports_arch(arch)
 
     @property
     def passes_per_image(self) -> None:
         return None  # per layer, as many solver steps as the stopping criterion takes
 
-    def _invert(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+    def _invert(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
                 keep: Literal["input", "all"]) -> list[LayerInverse]:
         solver = Solver(lam=self.lam, step=self.step, momentum=self.momentum,
                         max_steps=self.max_steps, window=self.window, tol=self.tol)
         return invert(model, images.detach(), targets, solver, keep=keep)
 
     def layers(
-        self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
+        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> list[LayerInverse]:
         """The inverse at every layer (input first), each with ``logits``: the inverse fed through
         the rest of the network. The model leaves as it came."""

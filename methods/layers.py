@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 
 def _vit_classes() -> tuple[type, ...]:
@@ -39,7 +38,7 @@ def _vit_classes() -> tuple[type, ...]:
     return tuple(classes)
 
 
-def vit_backbone(model: nn.Module) -> tuple[str, nn.Module] | None:
+def vit_backbone(model: torch.nn.Module) -> tuple[str, torch.nn.Module] | None:
     """(dotted name, module) of the first vision-transformer backbone inside ``model`` (the
     model itself counts, name ""), or None."""
     classes = _vit_classes()
@@ -53,7 +52,7 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _is_timm(module: nn.Module) -> bool:
+def _is_timm(module: torch.nn.Module) -> bool:
     return hasattr(module, "blocks") and hasattr(module, "patch_embed")
 
 
@@ -71,41 +70,41 @@ class FamilyLayout:
         class_token: whether the first token is a class token.
     """
 
-    detect: Callable[[nn.Module], tuple[str, nn.Module] | None]
-    cam_layer: Callable[[str, nn.Module], str]
-    grid: Callable[[nn.Module, tuple[int, int]], tuple[int, int]] | None = None
-    prefix_tokens: Callable[[nn.Module], int] | None = None
-    attention_blocks: Callable[[str, nn.Module], list[str]] | None = None
-    class_token: Callable[[nn.Module], bool] | None = None
+    detect: Callable[[torch.nn.Module], tuple[str, torch.nn.Module] | None]
+    cam_layer: Callable[[str, torch.nn.Module], str]
+    grid: Callable[[torch.nn.Module, tuple[int, int]], tuple[int, int]] | None = None
+    prefix_tokens: Callable[[torch.nn.Module], int] | None = None
+    attention_blocks: Callable[[str, torch.nn.Module], list[str]] | None = None
+    class_token: Callable[[torch.nn.Module], bool] | None = None
 
 
-def _vit_cam_layer(prefix: str, vit: nn.Module) -> str:
+def _vit_cam_layer(prefix: str, vit: torch.nn.Module) -> str:
     if _is_timm(vit):
         return _join(prefix, f"blocks.{len(vit.blocks) - 1}.norm1")
     last = list(vit.encoder.layers.named_children())[-1][0]  # encoder_layer_<L-1>
     return _join(prefix, f"encoder.layers.{last}.ln_1")
 
 
-def _vit_grid(vit: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
+def _vit_grid(vit: torch.nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
     if _is_timm(vit):  # timm knows its padding and, for hybrid stems, the backbone's stride
         h, w = vit.patch_embed.dynamic_feat_size(tuple(image_size))
         return int(h), int(w)
     return image_size[0] // vit.patch_size, image_size[1] // vit.patch_size
 
 
-def _vit_prefix_tokens(vit: nn.Module) -> int:
+def _vit_prefix_tokens(vit: torch.nn.Module) -> int:
     return int(vit.num_prefix_tokens) if _is_timm(vit) else 1  # torchvision: the class token
 
 
-def _vit_attention(prefix: str, vit: nn.Module) -> list[str]:
+def _vit_attention(prefix: str, vit: torch.nn.Module) -> list[str]:
     if _is_timm(vit):
         return [_join(prefix, f"blocks.{k}.attn") for k in range(len(vit.blocks))]
     names = [name for name, _ in vit.encoder.layers.named_children()]
     return [_join(prefix, f"encoder.layers.{name}.self_attention") for name in names]
 
 
-def _cnn_cam_layer(prefix: str, model: nn.Module) -> str:
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+def _cnn_cam_layer(prefix: str, model: torch.nn.Module) -> str:
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
     if not convs:
         raise ValueError("the model has no Conv2d layer and no vision-transformer blocks; give the "
                          "Grad-CAM layer name explicitly (layer = '<dotted module name>')")
@@ -120,7 +119,7 @@ FAMILY_LAYOUTS: dict[str, FamilyLayout] = {  # checked in this order; "cnn" matc
 }
 
 
-def family_of(model: nn.Module) -> tuple[str, str, nn.Module]:
+def family_of(model: torch.nn.Module) -> tuple[str, str, torch.nn.Module]:
     """(family, backbone name, backbone module) of a built model."""
     for family, layout in FAMILY_LAYOUTS.items():
         found = layout.detect(model)
@@ -129,13 +128,13 @@ def family_of(model: nn.Module) -> tuple[str, str, nn.Module]:
     raise AssertionError("unreachable: the cnn layout matches every model")
 
 
-def model_family(model: nn.Module) -> str:
+def model_family(model: torch.nn.Module) -> str:
     """The family of a built model: "vit" when it holds a vision-transformer backbone, else
     "cnn" (see :mod:`xaibench.families`)."""
     return family_of(model)[0]
 
 
-def default_cam_layer(model: nn.Module) -> str:
+def default_cam_layer(model: torch.nn.Module) -> str:
     """The dotted name of the layer Grad-CAM explains by default (module docstring): the model's
     ``cam_layer`` attribute when set, else its family's default.
 
@@ -149,7 +148,7 @@ def default_cam_layer(model: nn.Module) -> str:
     return FAMILY_LAYOUTS[family].cam_layer(prefix, backbone)
 
 
-def token_grid(model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int] | None:
+def token_grid(model: torch.nn.Module, image_size: tuple[int, int]) -> tuple[int, int] | None:
     """(h, w) of a vision transformer's patch-token grid for images of ``image_size``; None for
     a CNN."""
     family, _, backbone = family_of(model)
@@ -157,21 +156,21 @@ def token_grid(model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]
     return None if grid is None else grid(backbone, image_size)
 
 
-def prefix_tokens(model: nn.Module) -> int:
+def prefix_tokens(model: torch.nn.Module) -> int:
     """Tokens before the patch tokens in a vision transformer (class token, ...); 0 for a CNN."""
     family, _, backbone = family_of(model)
     count = FAMILY_LAYOUTS[family].prefix_tokens
     return 0 if count is None else count(backbone)
 
 
-def has_class_token(model: nn.Module) -> bool:
+def has_class_token(model: torch.nn.Module) -> bool:
     """Whether a vision transformer's first token is a class token (False for a CNN)."""
     family, _, backbone = family_of(model)
     check = FAMILY_LAYOUTS[family].class_token
     return False if check is None else check(backbone)
 
 
-def attention_modules(model: nn.Module) -> list[str]:
+def attention_modules(model: torch.nn.Module) -> list[str]:
     """Dotted names of a vision transformer's attention modules, first block first.
 
     Raises:

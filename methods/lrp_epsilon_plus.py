@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import torch
-from zennit.composites import EpsilonPlus
 
 from xaibench.methods.deep_taylor import canonizers, lrp_relevance
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 
 
-@METHODS.register("lrp_epsilon_plus")
 class LRPEpsilonPlus(Method):
     """LRP epsilon-plus: the epsilon rule on fully connected layers, z+ on every convolution.
 
@@ -48,6 +45,8 @@ class LRPEpsilonPlus(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """LRP relevance maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from zennit.composites import EpsilonPlus
+
         composite = EpsilonPlus(epsilon=self.epsilon, stabilizer=self.stabilizer,
                                 canonizers=canonizers())
         return lrp_relevance(model, images, targets, composite).sum(1).float()

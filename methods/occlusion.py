@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import Occlusion as CaptumOcclusion
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, ParamError, check_range
-from xaibench.registry import METHODS
 
 
 def windows_per_image(height: int, width: int, window: int, stride: int) -> int:
@@ -16,7 +14,6 @@ def windows_per_image(height: int, width: int, window: int, stride: int) -> int:
     return steps[0] * steps[1]
 
 
-@METHODS.register("occlusion")
 class Occlusion(Method):
     """Occlusion: how much the target logit drops when a square patch is set to a baseline value.
 
@@ -69,6 +66,8 @@ class Occlusion(Method):
         Raises:
             ValueError: when ``window`` exceeds the image height or width.
         """
+        from captum.attr import Occlusion as CaptumOcclusion
+
         b, c, h, w = images.shape
         if self.window > min(h, w):
             raise ValueError(f"occlusion: window {self.window} exceeds the {h}x{w} images; "

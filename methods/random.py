@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 from xaibench.seeding import image_generator
 
 
-@METHODS.register("random")
 class RandomMap(Method):
     """Random control: uniform noise in [0, 1) per pixel, seeded per image.
 

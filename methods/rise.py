@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, ParamError, check_range
-from xaibench.registry import METHODS
 
 
 def rise_grids(
@@ -33,8 +31,8 @@ def rise_masks(grids: torch.Tensor, shifts: torch.Tensor, height: int, width: in
     """
     n, s, _ = grids.shape
     ch, cw = -(-height // s), -(-width // s)
-    up = F.interpolate(grids[:, None], size=((s + 1) * ch, (s + 1) * cw), mode="bilinear",
-                       align_corners=False)[:, 0]
+    up = torch.nn.functional.interpolate(grids[:, None], size=((s + 1) * ch, (s + 1) * cw),
+                                         mode="bilinear", align_corners=False)[:, 0]
     dy = (shifts[:, 0] * ch).long().clamp(max=ch - 1)
     dx = (shifts[:, 1] * cw).long().clamp(max=cw - 1)
     rows = (dy[:, None] + torch.arange(height, device=grids.device))[:, :, None]
@@ -42,7 +40,6 @@ def rise_masks(grids: torch.Tensor, shifts: torch.Tensor, height: int, width: in
     return up[torch.arange(n, device=grids.device)[:, None, None], rows, cols]
 
 
-@torch.no_grad()
 def rise_saliency(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -57,24 +54,24 @@ def rise_saliency(
 
     The masks (from ``grids`` [N, s, s] and ``shifts`` [N, 2]) are built and evaluated in chunks,
     at most ``batch_size`` masked images per forward pass; the model is called as it is (put it
-    in eval mode first).
+    in eval mode first). No gradients are recorded.
     """
     b, _, h, w = images.shape
     n = grids.shape[0]
     per_chunk = max(1, batch_size // b)
     saliency = torch.zeros(b, h, w, device=images.device)
-    for start in range(0, n, per_chunk):
-        masks = rise_masks(grids[start:start + per_chunk].to(images.device),
-                           shifts[start:start + per_chunk].to(images.device), h, w)  # [m, H, W]
-        m = masks.shape[0]
-        masked = (images[:, None] * masks[None, :, None]).reshape(b * m, *images.shape[1:])
-        probs = model(masked).softmax(-1).reshape(b, m, -1)
-        scores = probs.gather(2, targets.view(b, 1, 1).expand(b, m, 1))[..., 0]  # [B, m]
-        saliency += torch.einsum("bm,mhw->bhw", scores.float(), masks)
+    with torch.no_grad():
+        for start in range(0, n, per_chunk):
+            masks = rise_masks(grids[start:start + per_chunk].to(images.device),
+                               shifts[start:start + per_chunk].to(images.device), h, w)  # [m, H, W]
+            m = masks.shape[0]
+            masked = (images[:, None] * masks[None, :, None]).reshape(b * m, *images.shape[1:])
+            probs = model(masked).softmax(-1).reshape(b, m, -1)
+            scores = probs.gather(2, targets.view(b, 1, 1).expand(b, m, 1))[..., 0]  # [B, m]
+            saliency += torch.einsum("bm,mhw->bhw", scores.float(), masks)
     return saliency / (n * p)
 
 
-@METHODS.register("rise")
 class RISE(Method):
     """RISE: the target probability averaged over random smooth masks, weighting each mask.
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import Saliency as CaptumSaliency
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 
-@METHODS.register("saliency")
 class Saliency(Method):
     """Saliency map: the absolute gradient of the target logit with respect to the pixels.
 
@@ -33,6 +30,8 @@ class Saliency(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """Saliency maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import Saliency as CaptumSaliency
+
         with eval_mode(model):
             grad = CaptumSaliency(model).attribute(images.detach().requires_grad_(), target=targets, abs=True)
         return grad.detach().amax(1).float()

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import NoiseTunnel
-from captum.attr import Saliency as CaptumSaliency
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
-from xaibench.registry import METHODS
 from xaibench.seeding import image_seed, seeded_global_rng
 
 
-@METHODS.register("smoothgrad")
 class SmoothGrad(Method):
     """SmoothGrad: the absolute gradient averaged over noisy copies of the image.
 
@@ -58,6 +54,9 @@ class SmoothGrad(Method):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """SmoothGrad maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
+        from captum.attr import NoiseTunnel
+        from captum.attr import Saliency as CaptumSaliency
+
         x = images.detach()
         maps = []
         with eval_mode(model):

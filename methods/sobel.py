@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 
@@ -19,12 +17,11 @@ def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:
     kx = torch.tensor(SOBEL_X, dtype=images.dtype, device=images.device)
     kernels = torch.stack([kx, kx.t()])[:, None]  # [2, 1, 3, 3]: d/dx, d/dy
     b, c, h, w = images.shape
-    padded = F.pad(images.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
-    grad = F.conv2d(padded, kernels)  # [B*C, 2, H, W]
+    padded = torch.nn.functional.pad(images.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
+    grad = torch.nn.functional.conv2d(padded, kernels)  # [B*C, 2, H, W]
     return grad.pow(2).sum(1).sqrt().reshape(b, c, h, w).sum(1)
 
 
-@METHODS.register("sobel")
 class Sobel(Method):
     """Edge control: the Sobel gradient magnitude of the input image, ignoring the model.
 

@@ -17,7 +17,6 @@ from xaibench.metrics.perturbation import (
     max_steps,
 )
 from xaibench.plugins import MetricOutput, ParamError, check_range
-from xaibench.registry import METRICS
 
 __all__ = ["AOPC", "aopc", "check_blur", "check_blur_fits", "check_patches"]
 
@@ -33,7 +32,6 @@ def check_patches(patch_size: int, steps: int, height: int, width: int, patches_
                                   f"on {height}x{width} images")
 
 
-@METRICS.register("aopc")
 @dataclass(frozen=True, kw_only=True)
 class AOPC(EngineSettings, CurveMetric):
     """AOPC (MoRF), with the LeRF AOPC and the MoRF-LeRF gap: mean drop of the score as patches go.

@@ -18,7 +18,6 @@ from xaibench.metrics.perturbation import (
     score_targets,
 )
 from xaibench.plugins import MetricOutput, ParamError, check_range
-from xaibench.registry import METRICS
 
 __all__ = ["Deletion", "check_step", "pixel_steps", "score_targets"]
 
@@ -34,7 +33,6 @@ def check_step(step: int, height: int, width: int) -> None:
         raise ParamError("step", f"{step} exceeds the {height * width} pixels of {height}x{width} images")
 
 
-@METRICS.register("deletion")
 @dataclass(frozen=True, kw_only=True)
 class Deletion(EngineSettings, CurveMetric):
     """RISE deletion AUC: pixels removed most relevant first, ``step`` at a time.

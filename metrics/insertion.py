@@ -17,10 +17,8 @@ from xaibench.metrics.perturbation import (
     check_blur_fits,
 )
 from xaibench.plugins import MetricOutput, check_range
-from xaibench.registry import METRICS
 
 
-@METRICS.register("insertion")
 @dataclass(frozen=True, kw_only=True)
 class Insertion(EngineSettings, CurveMetric):
     """RISE insertion AUC: clean pixels put back most relevant first, ``step`` at a time.

@@ -8,20 +8,16 @@ import math
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
-from skimage.metrics import structural_similarity
-from torch import nn
 
 from xaibench.plugins import Method, Metric, MetricOutput, ParamError, check_range
-from xaibench.registry import METRICS
 from xaibench.seeding import seeded_global_rng
 
 
-def _has_parameters(module: nn.Module) -> bool:
+def _has_parameters(module: torch.nn.Module) -> bool:
     return any(True for _ in module.parameters())
 
 
-def units(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def units(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     """The model's randomisation units in forward-definition order: wrappers with a single
     parameterised child are looked through (e.g. the pixel-space ``Classifier``), then every
     parameterised child is a unit, with ``nn.Sequential``/``nn.ModuleList`` containers opened one
@@ -36,14 +32,14 @@ def units(model: nn.Module) -> list[tuple[str, nn.Module]]:
         break
     out = []
     for name, child in kids:
-        if isinstance(child, (nn.Sequential, nn.ModuleList)):
+        if isinstance(child, (torch.nn.Sequential, torch.nn.ModuleList)):
             out += [(f"{prefix}{name}.{n}", c) for n, c in child.named_children() if _has_parameters(c)]
         else:
             out.append((f"{prefix}{name}", child))
     return out
 
 
-def randomise(unit: nn.Module, seed: int) -> None:
+def randomise(unit: torch.nn.Module, seed: int) -> None:
     """Re-initialise every submodule of ``unit`` that has ``reset_parameters`` (as Quantus does:
     the global RNG seeded with ``seed + 1`` before each), restoring the caller's RNG state."""
     with torch.random.fork_rng(devices=[]):
@@ -68,6 +64,8 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Where a map is constant the coefficient is undefined (Quantus reports NaN); here two constant
     maps count as unchanged (1) and one constant map against a varying one as no association
     (0), so a method whose map collapses when the model is randomised is scored, not dropped."""
+    from scipy.stats import spearmanr
+
     out = []
     for x, y in zip(a.cpu().numpy(), b.cpu().numpy()):
         flat_x, flat_y = np.ptp(x) == 0, np.ptp(y) == 0
@@ -81,6 +79,8 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image structural similarity of maps [B,H,W] -> [B] (scikit-image, 7x7 window), each
     pair scaled by the first map's max so the data range is [0, 1]; NaN where that map is 0."""
+    from skimage.metrics import structural_similarity
+
     out = []
     for x, y in zip(a.double().cpu().numpy(), b.double().cpu().numpy()):
         scale = np.abs(x).max()
@@ -89,7 +89,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
-def cascade(model: nn.Module, method: Method, images: torch.Tensor, targets: torch.Tensor, *,
+def cascade(model: torch.nn.Module, method: Method, images: torch.Tensor, targets: torch.Tensor, *,
             seed: int, stages: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """|maps| of ``method`` on a copy of ``model`` randomised unit by unit from the top, compared
     with its |maps| on the intact model: (Spearman [B, S+1], SSIM [B, S+1]), column 0 the intact
@@ -97,7 +97,7 @@ def cascade(model: nn.Module, method: Method, images: torch.Tensor, targets: tor
     that ignores the model gives the same map at every stage. ``model`` is not touched."""
     device = images.device
 
-    def maps(net: nn.Module) -> torch.Tensor:
+    def maps(net: torch.nn.Module) -> torch.Tensor:
         with seeded_global_rng(seed, device):
             return method.attribute(net, images, targets).detach().abs()
 
@@ -116,7 +116,6 @@ def cascade(model: nn.Module, method: Method, images: torch.Tensor, targets: tor
     return torch.stack(rho, 1), torch.stack(sim, 1)
 
 
-@METRICS.register("mprt")
 class MPRT(Metric):
     """Model parameter randomisation test, cascading from the top (sanity check).
 
@@ -150,7 +149,7 @@ class MPRT(Metric):
         self.stages = stages
         self.seed = seed
 
-    def evaluate(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+    def evaluate(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
                  attributions: torch.Tensor, masks: torch.Tensor | None, *,
                  method: Method | None = None) -> MetricOutput:
         if method is None:

@@ -32,11 +32,9 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 from xaibench.plugins import Metric, MetricOutput, ParamError, check_range
 
@@ -55,7 +53,8 @@ AUTOCAST: tuple[str, ...] = ("off", "bf16", "fp16")
 FALLBACK_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 CONSTANT_COLOURS = {"black": 0.0, "white": 1.0, "gray": 0.5}
 
-SubstrateSpec = str | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # an alias for annotations only: torch stays deferred until a curve is computed
+    SubstrateSpec = str | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
 # -- the patch grid ------------------------------------------------------------------------------
@@ -91,7 +90,8 @@ def patch_sums(attributions: torch.Tensor, patch_size: int) -> torch.Tensor:
     b, h, w = attributions.shape
     gh, gw = patch_grid(h, w, patch_size)
     top, left = grid_offset(h, patch_size), grid_offset(w, patch_size)
-    padded = F.pad(attributions.double(), (left, gw * patch_size - w - left, top, gh * patch_size - h - top))
+    padded = torch.nn.functional.pad(attributions.double(),
+                                     (left, gw * patch_size - w - left, top, gh * patch_size - h - top))
     return padded.view(b, gh, patch_size, gw, patch_size).sum((2, 4)).flatten(1)
 
 
@@ -153,6 +153,8 @@ def mean_colour(model: torch.nn.Module, device: torch.device) -> torch.Tensor:
 def gaussian_blur(images: torch.Tensor, *, kernel: int, sigma: float) -> torch.Tensor:
     """Gaussian blur of [B, C, H, W] (torchvision's ``gaussian_blur``: separable, reflect padding;
     the kernel is exp(-x^2 / (2 sigma^2)) at x = -(k-1)/2 .. (k-1)/2, normalised to sum 1)."""
+    from torchvision.transforms.v2 import functional as TF
+
     if kernel % 2 != 1:
         raise ValueError(f"blur kernel must be odd, got {kernel}")
     if kernel // 2 >= min(images.shape[2:]):

@@ -7,7 +7,6 @@ from typing import Literal
 import torch
 
 from xaibench.plugins import Metric, MetricOutput
-from xaibench.registry import METRICS
 
 
 def pointing_game(attributions: torch.Tensor, masks: torch.Tensor, *, absolute: bool = False) -> torch.Tensor:
@@ -30,7 +29,6 @@ def pointing_game(attributions: torch.Tensor, masks: torch.Tensor, *, absolute: 
     return torch.where(m.any(1), share, torch.nan).float()
 
 
-@METRICS.register("pointing_game")
 class PointingGame(Metric):
     """Pointing game: 1 when the map's maximum lies inside the ground-truth mask.
 

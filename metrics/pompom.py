@@ -7,7 +7,6 @@ from typing import ClassVar, Literal
 import torch
 
 from xaibench.plugins import Metric, MetricOutput, check_range
-from xaibench.registry import METRICS
 
 
 def scale_abs_max(attributions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +46,6 @@ def pompom(attributions: torch.Tensor, masks: torch.Tensor, *, eps: float = 1e-6
     return torch.where(defined, share, torch.nan).float()
 
 
-@METRICS.register("pompom")
 class POMPOM(Metric):
     """POMPOM, percentage of meaningful pixels outside the mask (maps scaled |a| / max|a|).
 

@@ -7,7 +7,6 @@ from typing import Literal
 import torch
 
 from xaibench.plugins import Metric, MetricOutput, ParamError, check_range
-from xaibench.registry import METRICS
 
 
 def reduce_relevance(attributions: torch.Tensor, *, positive_only: bool) -> torch.Tensor:
@@ -43,7 +42,6 @@ def relevance_mass(attributions: torch.Tensor, masks: torch.Tensor, *, positive_
     return torch.where(m.any(1), share, torch.nan).float()
 
 
-@METRICS.register("relevance_mass")
 class RelevanceMass(Metric):
     """Relevance mass accuracy: share of the explanation's mass inside the ground-truth mask.
 

@@ -8,7 +8,6 @@ import torch
 
 from xaibench.metrics.relevance_mass import reduce_relevance
 from xaibench.plugins import Metric, MetricOutput
-from xaibench.registry import METRICS
 
 
 def relevance_rank(attributions: torch.Tensor, masks: torch.Tensor, *, positive_only: bool) -> torch.Tensor:
@@ -33,7 +32,6 @@ def relevance_rank(attributions: torch.Tensor, masks: torch.Tensor, *, positive_
     return torch.where(k > 0, share, torch.nan).float()
 
 
-@METRICS.register("relevance_rank")
 class RelevanceRank(Metric):
     """Relevance rank accuracy: of the K most relevant pixels, the share inside the K-pixel mask.
 

@@ -31,11 +31,9 @@ import math
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from xaibench.metrics.perturbation import Autocast, Score, class_scores, score_targets, step_map
 from xaibench.plugins import Metric, MetricOutput, ParamError, check_range
-from xaibench.registry import METRICS
 
 __all__ = ["ROAD", "noisy_linear_impute", "removal_masks", "road_curves"]
 
@@ -90,7 +88,7 @@ def _prolong_last(coarse: torch.Tensor, n: int) -> torch.Tensor:
 def _restrict_last(fine: torch.Tensor, nc: int) -> torch.Tensor:
     """The exact adjoint (transpose) of :func:`_prolong_last`, [..., n] -> [..., nc]."""
     if fine.shape[-1] < 2 * nc:
-        fine = F.pad(fine, (0, 2 * nc - fine.shape[-1]))
+        fine = torch.nn.functional.pad(fine, (0, 2 * nc - fine.shape[-1]))
     even, odd = fine[..., 0::2], fine[..., 1::2]
     coarse = 0.75 * (even + odd)
     coarse[..., :-1] += 0.25 * even[..., 1:]
@@ -119,17 +117,17 @@ class _Level:
     def __init__(self, mask: torch.Tensor) -> None:
         self.mask = mask  # [B, 1, h, w] float64
         self.h, self.w = mask.shape[-2:]
-        s12 = _stencil(F.pad(torch.ones_like(mask[:1]), (1, 1, 1, 1))) - 4
+        s12 = _stencil(torch.nn.functional.pad(torch.ones_like(mask[:1]), (1, 1, 1, 1))) - 4
         self.diag = s12 + 4
         self.inv = mask / s12 * OMEGA
 
     def smooth(self, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """One damped-Jacobi sweep on 12 A v = r, in place: v += omega D^-1 (r - 12 A v)."""
-        t = torch.addcmul(_stencil(F.pad(v, (1, 1, 1, 1))), self.diag, v, value=-1).add_(r)
+        t = torch.addcmul(_stencil(torch.nn.functional.pad(v, (1, 1, 1, 1))), self.diag, v, value=-1).add_(r)
         return v.addcmul_(self.inv, t)
 
     def residual(self, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        t = torch.addcmul(_stencil(F.pad(v, (1, 1, 1, 1))), self.diag, v, value=-1).add_(r)
+        t = torch.addcmul(_stencil(torch.nn.functional.pad(v, (1, 1, 1, 1))), self.diag, v, value=-1).add_(r)
         return t.mul_(self.mask)
 
 
@@ -138,7 +136,7 @@ def _hierarchy(removed: torch.Tensor) -> list[_Level]:
     it is (a min-pool), so coarse problems keep their held cells; stops early when none is left."""
     levels = [_Level(removed)]
     while min(levels[-1].h, levels[-1].w) > COARSEST:
-        coarse = -F.max_pool2d(-levels[-1].mask, 2, ceil_mode=True)
+        coarse = -torch.nn.functional.max_pool2d(-levels[-1].mask, 2, ceil_mode=True)
         if not bool(coarse.any()):
             break
         levels.append(_Level(coarse))
@@ -179,7 +177,7 @@ def _multigrid_cg(u: torch.Tensor, r: torch.Tensor, removed: torch.Tensor, limit
         active = _dot(r, r * jacobi) > limit
         if not bool(active.any()):
             return u
-        q = grid.diag * p - _stencil(F.pad(p, (1, 1, 1, 1)))
+        q = grid.diag * p - _stencil(torch.nn.functional.pad(p, (1, 1, 1, 1)))
         q.mul_(grid.mask)  # 12 A p
         pq = _dot(p, q)
         step = active & (pq > 0)
@@ -206,15 +204,15 @@ def _linear_impute(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     b, c, h, w = images.shape
     x = images.to(torch.float64)
     pad = (1, 1, 1, 1)
-    m = F.pad(removed[:, None].to(torch.float64), pad)  # [B, 1, H+2, W+2], zero on the border
-    s12 = _stencil(F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), pad)) - 4
+    m = torch.nn.functional.pad(removed[:, None].to(torch.float64), pad)  # [B, 1, H+2, W+2], 0 on the border
+    s12 = _stencil(torch.nn.functional.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), pad)) - 4
     diag = s12 + 4  # 12 x (sum of in-image neighbour weights) + 4: 12 A = diag * I - stencil
     inv = (m[..., 1:-1, 1:-1] / s12).expand(b, c, h, w)  # Jacobi preconditioner, zero on known pixels
-    inv = F.pad(inv, pad)
+    inv = torch.nn.functional.pad(inv, pad)
     # System 12 A u = 12 b on the removed pixels, u zero on known ones: A u = s u - (weighted sum
     # of removed neighbours), b = weighted sum of known neighbours.
     r = torch.zeros(b, c, h + 2, w + 2, dtype=x.dtype, device=x.device)
-    torch.mul(_stencil(F.pad(x * (1 - m[..., 1:-1, 1:-1]), pad)), m[..., 1:-1, 1:-1],
+    torch.mul(_stencil(torch.nn.functional.pad(x * (1 - m[..., 1:-1, 1:-1]), pad)), m[..., 1:-1, 1:-1],
               out=r[..., 1:-1, 1:-1])
     u, q, scratch = torch.zeros_like(r), torch.zeros_like(r), torch.empty_like(r)
     buffers = (x.new_empty(b, c, h + 2, w), x.new_empty(b, c, h, w))  # the stencil's, reused
@@ -224,8 +222,8 @@ def _linear_impute(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     # r.z = sum 12 s z^2 >= 5 |z|^2 (s >= 5/12 at a corner): rz <= 5 tol^2 bounds every |z| by tol
     tol = RESIDUAL_TOL * min(1.0, (224 / max(h, w)) ** 2)
     limit = 5 * tol * tol
-    if bool((-F.max_pool2d(-m[..., 1:-1, 1:-1], LARGE_BLOCK, ceil_mode=True)).mean((1, 2, 3))
-            .ge(LARGE_REGION).any()):
+    blocks = -torch.nn.functional.max_pool2d(-m[..., 1:-1, 1:-1], LARGE_BLOCK, ceil_mode=True)
+    if bool(blocks.mean((1, 2, 3)).ge(LARGE_REGION).any()):
         u = _multigrid_cg(u[..., 1:-1, 1:-1].contiguous(), r[..., 1:-1, 1:-1].contiguous(),
                           m[..., 1:-1, 1:-1].contiguous(), limit, max_iter=500)
         return torch.where(removed[:, None], u, x)
@@ -359,7 +357,6 @@ def road_curves(model: torch.nn.Module, images: torch.Tensor, attributions: torc
     return {o: torch.stack(cols, 1) for o, cols in columns.items()}
 
 
-@METRICS.register("road")
 class ROAD(Metric):
     """ROAD (remove and debias): the score as pixels are removed and linearly imputed.
 

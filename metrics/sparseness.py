@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from xaibench.plugins import Metric, MetricOutput
-from xaibench.registry import METRICS
 
 
 def sparseness(attributions: torch.Tensor) -> torch.Tensor:
@@ -27,7 +26,6 @@ def sparseness(attributions: torch.Tensor) -> torch.Tensor:
     return ((weights * a).sum(1) / (n * a.sum(1))).float()
 
 
-@METRICS.register("sparseness")
 class Sparseness(Metric):
     """Sparseness: Gini index of the absolute, max-scaled map (sparser is better).
 

@@ -67,9 +67,12 @@ def test_set_override_changes_run(tmp_path):
 
 
 def fails_fast(args, tmp_path):
-    """Run the CLI in a fresh interpreter; return (rc, stderr, whether torch got imported)."""
+    """Run the CLI in a fresh interpreter; return (rc, stderr, whether torch got imported).
+
+    "Imported" means torch's own code ran: its extension module ``torch._C`` is loaded (the command
+    line defers ``import torch`` while it checks, see xaibench.lazy)."""
     code = ("import sys; from xaibench.cli import main; rc = main(sys.argv[1:]); "
-            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+            "print('TORCH', 'torch._C' in sys.modules); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           cwd=tmp_path)
     return proc.returncode, proc.stderr, "TORCH True" in proc.stdout
@@ -113,3 +116,84 @@ def test_list(capsys):
     assert "aopc" in capsys.readouterr().out
     assert main(["list", "datasets"]) == 0
     assert "synthetic" in capsys.readouterr().out
+
+
+def test_fails_fast_sees_torch_when_it_runs(tmp_path):
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text('[dataset]\nname = "synthetic"\n[models.r]\narch = "resnet18"\n'
+                   '[methods.gradcam]\n[metrics.aopc]\n')
+    rc, err, torch_loaded = fails_fast(["run", str(cfg), "--dry-run"], tmp_path)
+    assert rc == 0, err
+    assert torch_loaded  # a config that passes is run with torch: the probe sees it
+
+
+@pytest.mark.parametrize("kind, expected", [("methods", "joint"), ("metrics", "needs masks"),
+                                            ("datasets", "synthetic"), ("models", "joint_xml_vgg")])
+def test_list_needs_no_torch(kind, expected, tmp_path):
+    code = ("import sys; from xaibench.cli import main; rc = main(['list', sys.argv[1]]); "
+            "print('TORCH', 'torch._C' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, kind], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert expected in proc.stdout and "TORCH False" in proc.stdout
+    if kind == "methods":  # read from its source: joint's module needs torch to import
+        assert "[channels: none: the explainer outputs one channel]" in proc.stdout
+
+
+# The default config has joint models and the joint method, whose modules need torch to import:
+# everything else is checked first, so these errors come before torch is imported.
+@pytest.mark.parametrize("args, message", [
+    (["--set", "metrics.aopc.steps=-1"],
+     "--set metrics.aopc.steps=-1: [metrics.aopc] steps: must be in [1, inf], got -1"),
+    (["--set", "metrics.aopc.stepz=4"], "--set metrics.aopc.stepz=4: [metrics.aopc] stepz: unknown key"),
+    (["--set", "methods.sobel.scale=2"], "--set methods.sobel.scale=2: [methods.sobel] scale: unknown key"),
+    (["--set", "methods.integrated_gradients.n_steps='8'"],
+     "[methods.integrated_gradients] n_steps: expected int, got '8'"),
+    (["--set", "models.resnet18.epochs=-1"], "--set models.resnet18.epochs=-1: [models.resnet18] epochs"),
+    (["--set", "dataset.image_size=3"], "--set dataset.image_size=3: [dataset] image_size"),
+    (["--set", "methods.gradcam.plugin='gradcma'"], "unknown method 'gradcma'"),
+    (["--device", "gpu"], "--device gpu: [run] device: must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    (["--seed", "1", "--set", "run.bootstrap=5"], "--set run.bootstrap=5: [run] bootstrap: must be >= 100"),
+])
+def test_set_errors_name_the_argument_before_torch(args, message, tmp_path):
+    rc, err, torch_loaded = fails_fast(["run", "synthetic", "--out", str(tmp_path / "r"), *args], tmp_path)
+    assert rc == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    assert not torch_loaded
+
+
+def test_config_file_errors_name_the_file_before_torch(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    base = '[dataset]\nname = "synthetic"\n[models.r]\narch = "resnet18"\n[methods.gradcam]\n'
+    for body, message in [
+        ('[metrics.aopc]\nsteps = 0\n', "bad.toml: [metrics.aopc] steps: must be in [1, inf], got 0"),
+        ('[metrics.aopc]\nsubstrate = "pink"\n', "bad.toml: [metrics.aopc] substrate: must be one of"),
+        ('[metrics.aopc]\npatch = 8\n', "bad.toml: [metrics.aopc] patch: unknown key; allowed keys:"),
+        ('[metrics.aopc]\n[models.j]\narch = "joint_resnet18"\n[models.r2]\nepochs = "x"\n',
+         "bad.toml: [models.r2] epochs: expected int, got 'x'"),
+    ]:
+        cfg.write_text(base + body)
+        rc, err, torch_loaded = fails_fast(["run", str(cfg), "--out", str(tmp_path / "r")], tmp_path)
+        assert rc == 2 and message in err, err
+        assert not torch_loaded, body
+
+
+@pytest.mark.parametrize("out", ["{blocker}/results", "{blocker}", "bad\\u0000name"])
+def test_impossible_out_is_one_line_before_torch(out, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[run]\nout = "{out.format(blocker=blocker)}"\n[dataset]\nname = "synthetic"\n'
+                   '[models.r]\n[methods.gradcam]\n[metrics.aopc]\n')
+    rc, err, torch_loaded = fails_fast(["run", str(cfg)], tmp_path)
+    assert rc == 2 and "[run] out: cannot write under" in err and "c.toml" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not torch_loaded
+    rc, err, _ = fails_fast(["run", "quick", "--out", str(blocker / "x")], tmp_path)
+    assert rc == 2 and err.startswith(f"xaibench: error: --out {blocker / 'x'}: [run] out: cannot write"), err
+
+
+def test_list_into_a_closed_pipe_is_quiet():
+    proc = subprocess.run(f"{sys.executable} -m xaibench.cli list methods | head -3", shell=True,
+                          capture_output=True, text=True)
+    assert len(proc.stdout.splitlines()) == 3
+    assert proc.stderr == ""  # no BrokenPipeError traceback

@@ -123,6 +123,28 @@ def test_overrides():
         apply_overrides(BASE, ["runn.seed=1"])
 
 
+def test_an_error_in_an_override_names_the_argument_not_the_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load("quick", ["metrics.aopc.steps=0"])
+    assert str(err.value).startswith("--set metrics.aopc.steps=0: [metrics.aopc] steps: must be in [1, inf]")
+    with pytest.raises(ConfigError, match=r"^--set methods.gradcam={layr='x'}: \[methods.gradcam\] layr"):
+        load("quick", ["methods.gradcam={layr='x'}"])  # a whole table set: its keys name it
+    with pytest.raises(ConfigError, match=r"^--device gpu: \[run\] device: must be"):
+        load("quick", ['run.device="gpu"'], shown={'run.device="gpu"': "--device gpu"})
+    bad = tmp_path / "bad.toml"
+    bad.write_text(shipped_config_text("quick").replace("steps = 4", "steps = 0"))
+    with pytest.raises(ConfigError, match=rf"^{bad}: \[metrics.aopc\] steps"):
+        load(str(bad), ["run.seed=1", "metrics.aopc.patch_size=4"])  # the file's key: the file
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"^--set run.out=.*\[run\] out: cannot write under .*not a folder"):
+        load("quick", [f"run.out='{blocker}/x'"])
+
+
+def shipped_config_text(name):
+    return resources.files("xaibench.configs").joinpath(f"{name}.toml").read_text()
+
+
 def shipped_raw(name):
     return tomllib.loads(resources.files("xaibench.configs").joinpath(f"{name}.toml").read_text())
 

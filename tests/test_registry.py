@@ -9,7 +9,7 @@ def fake_eps(*triples):
     return lambda group: [metadata.EntryPoint(n, v, group) for n, v in triples]
 
 
-def test_decorator_registers_and_gets():
+def test_run_time_registration_registers_and_gets():
     reg = Registry("method", "nogroup", entry_points=fake_eps())
 
     @reg.register("mine")
@@ -18,7 +18,7 @@ def test_decorator_registers_and_gets():
 
     assert reg.get("mine") is Mine
     assert reg.names() == ["mine"]
-    assert Mine.registry_name == "mine"
+    assert reg.names_for(Mine) == ["mine"]
     assert description(Mine) == "My method does things."
 
 
@@ -64,15 +64,29 @@ def test_duplicate_entry_points_from_two_distributions_fail():
         reg.names()
 
 
-def test_entry_point_clashing_with_decorator_fails():
+def test_entry_point_clashing_with_run_time_registration_fails():
     reg = Registry("method", "g", entry_points=fake_eps(("gradcam", "xaibench.methods.gradcam:GradCAM")))
 
-    @reg.register("gradcam")
-    class Impostor:
+    with pytest.raises(RegistryError, match="duplicate method name 'gradcam'.*gradcam:GradCAM.*Impostor"):
+        @reg.register("gradcam")
+        class Impostor:
+            pass
+    from xaibench.methods.gradcam import GradCAM
+
+    assert reg.register("gradcam")(GradCAM) is GradCAM  # the entry point's own class: no clash
+    assert reg.get("gradcam") is GradCAM
+
+
+def test_names_for_reads_entry_points_without_importing():
+    reg = Registry("model", "g", entry_points=fake_eps(("a", "no_such_module_xyz:Config"),
+                                                       ("b", "no_such_module_xyz:Config"),
+                                                       ("c", "no_such_module_xyz:Other")))
+
+    class Config:
         pass
 
-    with pytest.raises(RegistryError, match="duplicate method name 'gradcam'.*Impostor"):
-        reg.get("gradcam")
+    Config.__module__, Config.__qualname__ = "no_such_module_xyz", "Config"
+    assert reg.names_for(Config) == ["a", "b"]
 
 
 def test_broken_entry_point_names_its_source():
@@ -85,4 +99,76 @@ def test_builtins_are_listed_as_entry_points_of_the_distribution():
     eps = {ep.name: ep.value for ep in metadata.entry_points(group="xaibench.methods")}
     assert eps["gradcam"] == "xaibench.methods.gradcam:GradCAM"
     assert "aopc" in METRICS.names() and "synthetic" in DATASETS.names()
-    assert METHODS.get("gradcam").registry_name == "gradcam"
+    assert METHODS.names_for(METHODS.get("gradcam")) == ["gradcam"]
+
+
+def plugin_classes() -> dict[type, Registry]:
+    """Every plugin class the package defines -> the registry that must resolve it: the Method,
+    Metric and Dataset subclasses of every module under xaibench.methods, xaibench.metrics and
+    xaibench.datasets, and the model configs (of xaibench.models, xaibench.sources and the joint
+    model), leaving out the bases other classes of the package derive from (e.g. CurveMetric)."""
+    import importlib
+    import pkgutil
+
+    from xaibench import datasets as datasets_package
+    from xaibench import methods, metrics
+    from xaibench.models import BackboneConfig
+    from xaibench.plugins import Dataset, Method, Metric
+    from xaibench.registry import MODELS
+    from xaibench.sources import EvaluatedModel
+
+    names = ["xaibench.models", "xaibench.sources"]
+    for package in (methods, metrics, datasets_package):
+        names += [m.name for m in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
+    bases = {Method: METHODS, Metric: METRICS, Dataset: DATASETS, BackboneConfig: MODELS,
+             EvaluatedModel: MODELS}
+    found = {}
+    for name in names:
+        for obj in vars(importlib.import_module(name)).values():
+            if isinstance(obj, type) and obj.__module__ == name and obj not in bases:
+                found.update((obj, reg) for base, reg in bases.items() if issubclass(obj, base))
+    return {cls: reg for cls, reg in found.items()
+            if not any(other is not cls and issubclass(other, cls) for other in found)}
+
+
+def unreachable(classes: dict[type, Registry]) -> list[str]:
+    """The classes no registered name resolves to (or that a name resolves to something else)."""
+    problems = []
+    for cls, registry in classes.items():
+        names = registry.names_for(cls)
+        if not names or any(registry.get(n) is not cls for n in names):
+            problems.append(f"{cls.__module__}:{cls.__qualname__} ({registry.group}: {names or 'no name'})")
+    return problems
+
+
+def test_every_plugin_module_of_the_package_is_reachable_by_its_name():
+    classes = plugin_classes()
+    by_name = {f"{c.__module__}:{c.__qualname__}" for c in classes}
+    assert {"xaibench.methods.gradcam:GradCAM", "xaibench.metrics.aopc:AOPC",
+            "xaibench.datasets.synthetic:Synthetic", "xaibench.models:ModelConfig",
+            "xaibench.sources:TimmModel", "xaibench.methods.joint.method:Joint",
+            "xaibench.methods.joint.train:JointModelConfig"} <= by_name
+    assert not {"xaibench.metrics.perturbation:CurveMetric", "xaibench.sources:LoadedModel"} & by_name
+    assert len([c for c, r in classes.items() if r is METHODS]) == len(METHODS.names())
+    assert unreachable(classes) == []
+
+
+def test_a_plugin_without_an_entry_point_is_reported():
+    class Orphan:
+        pass
+
+    reg = Registry("method", "g", entry_points=fake_eps(("gradcam", "xaibench.methods.gradcam:GradCAM")))
+    from xaibench.methods.gradcam import GradCAM
+
+    assert unreachable({GradCAM: reg}) == []
+    assert unreachable({Orphan: reg}) == [f"{__name__}:{Orphan.__qualname__} (g: no name)"]
+
+
+def test_trainable_architectures_are_the_names_registered_for_their_config():
+    from xaibench.models import ModelConfig
+    from xaibench.plugins import ParamError
+    from xaibench.registry import MODELS
+
+    assert MODELS.names_for(ModelConfig) == ["resnet18", "resnet50", "vgg16"]
+    with pytest.raises(ParamError, match="arch: must be one of 'resnet18', 'resnet50', 'vgg16'"):
+        ModelConfig(id="m", arch="resnet34")

@@ -4,7 +4,7 @@ included) and no long functions in bench/ (the runner reads top down as plan, ex
 import ast
 from pathlib import Path
 
-from xaibench.keys import _imports, _module_file
+from xaibench.keys import _imports, module_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"bench": "xaibench", "methods": "xaibench.methods", "metrics": "xaibench.metrics",
@@ -75,6 +75,6 @@ def test_no_long_functions_in_bench():
 
 
 def test_module_files_are_found_where_the_package_is_installed():
-    assert _module_file("xaibench.plan").name == "plan.py"
-    assert _module_file("xaibench.methods.joint.train").parts[-2:] == ("joint", "train.py")
-    assert _module_file("xaibench.plan.Plan") is None  # a class, not a module
+    assert module_file("xaibench.plan").name == "plan.py"
+    assert module_file("xaibench.methods.joint.train").parts[-2:] == ("joint", "train.py")
+    assert module_file("xaibench.plan.Plan") is None  # a class, not a module

@@ -6,12 +6,10 @@ import torch
 
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
-from xaibench.registry import METHODS
 
 from .model import JointClassifier
 
 
-@METHODS.register("joint")
 class Joint(Method):
     """The in-model explanation of an xML joint model: its explainer's map at input resolution.
 

@@ -32,13 +32,13 @@ from xaibench.io import config_hash, load_checked, save_checked
 from xaibench.keys import digest
 from xaibench.metrics.relevance_mass import relevance_mass
 from xaibench.models import BackboneConfig, Classifier, recalibrate_batchnorm
-from xaibench.plugins import ParamError, check_range
+from xaibench.plugins import ParamError, check_choice, check_range
+from xaibench.registry import MODELS
 
 from . import losses
 from .explainer import Explainer
 from .model import XMLVGG, JointClassifier, gate_points
 
-JOINT_ARCHS = ("joint_resnet18", "joint_resnet50", "joint_vgg16", "joint_xml_vgg")
 PHASES = ("classifier", "explainer", "joint")  # what each phase trains
 
 
@@ -78,7 +78,7 @@ class JointModelConfig(BackboneConfig):
             paper's; on an empty mask it acts as a second L1) or "positives" (non-empty masks).
     """
 
-    arch: Literal["joint_resnet18", "joint_resnet50", "joint_vgg16", "joint_xml_vgg"] = "joint_resnet18"
+    arch: str = "joint_resnet18"
     loss: Literal["unsupervised", "hybrid"] = "unsupervised"
     beta: float = 0.9
     gamma: float = 1.0
@@ -97,6 +97,7 @@ class JointModelConfig(BackboneConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("arch", self.arch, MODELS.names_for(type(self)))
         for key in _PHASE_FIELDS:
             if len(getattr(self, key)) != 3:
                 raise ParamError(key, f"needs one value per phase (3 values), got {list(getattr(self, key))}")
