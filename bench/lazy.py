@@ -1,7 +1,7 @@
 """torch held back while the command line checks a config, so its errors come before torch is imported.
 
 After :func:`defer` (the command line calls it first), an ``import torch`` run inside a
-:func:`held_back` block binds a deferred module, like :class:`importlib.util.LazyLoader`'s: a
+:func:`held_back` block binds a deferred module, like ``importlib.util.LazyLoader``'s: a
 plugin module whose only module-level use of torch is ``import torch`` imports in milliseconds,
 and its class can be built and checked. Touching the deferred module inside the block raises
 :class:`TorchNeeded` (the config check then leaves that plugin to its full check, with torch);

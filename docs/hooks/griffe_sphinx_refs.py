@@ -30,8 +30,8 @@ def _exists(package: griffe.Module, path: str) -> bool:
     for part in parts[1:]:
         try:
             obj = obj.members[part]
-        except KeyError:
-            return False
+        except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+            return False  # absent, or an alias to another package (e.g. a module's `import importlib`)
     return True
 
 
