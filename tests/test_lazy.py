@@ -37,10 +37,9 @@ def test_every_builtin_plugin_is_checked_without_torch_but_those_that_subclass_i
     """)
     found = json.loads(proc.stdout)
     assert not found["executed"]
-    # the joint modules subclass torch.nn.Module (methods/joint); a model source's name check
-    # asks its library (torchvision, timm): those are checked after the others, with torch
-    joint = {f"models.joint_{a}" for a in ("resnet18", "resnet50", "vgg16", "xml_vgg")}
-    assert set(found["needs"]) == {"methods.joint", "models.torchvision", "models.timm", *joint}
+    # a model source's name check asks its library (torchvision, timm): those are checked after
+    # the others, with torch
+    assert set(found["needs"]) == {"models.torchvision", "models.timm"}
 
 
 def test_the_hold_defers_then_executes_torch_once_in_place():

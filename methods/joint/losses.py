@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 
 def _flat(z: torch.Tensor) -> torch.Tensor:
@@ -74,6 +73,6 @@ def total(
 
     CE is the (optionally class-weighted) mean cross-entropy of the batch.
     """
-    ce = F.cross_entropy(logits, labels, weight=class_weights)
+    ce = torch.nn.functional.cross_entropy(logits, labels, weight=class_weights)
     expl = explanation_loss.mean()
     return alpha * ce + (1 - alpha) * expl, ce, expl

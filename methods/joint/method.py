@@ -7,8 +7,6 @@ import torch
 from xaibench.modelstate import eval_mode
 from xaibench.plugins import Method
 
-from .model import JointClassifier
-
 
 class Joint(Method):
     """The in-model explanation of an xML joint model: its explainer's map at input resolution.
@@ -35,6 +33,8 @@ class Joint(Method):
 
     def attribute(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The explanation [B, H, W] of a JointClassifier."""
+        from .model import JointClassifier  # a torch.nn.Module: imported once a model runs
+
         if not isinstance(model, JointClassifier):
             raise TypeError(f"method 'joint' needs {self.requirement}; got {type(model).__name__}")
         with eval_mode(model), torch.no_grad():

@@ -22,7 +22,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -31,13 +31,17 @@ from xaibench.datasets.splits import Split, Splits
 from xaibench.io import config_hash, load_checked, save_checked
 from xaibench.keys import digest
 from xaibench.metrics.relevance_mass import relevance_mass
-from xaibench.models import BackboneConfig, Classifier, recalibrate_batchnorm
+from xaibench.models import BackboneConfig, recalibrate_batchnorm
 from xaibench.plugins import ParamError, check_choice, check_range
 from xaibench.registry import MODELS
 
 from . import losses
-from .explainer import Explainer
-from .model import XMLVGG, JointClassifier, gate_points
+
+if TYPE_CHECKING:  # the modules below subclass torch.nn.Module: imported where a model is built,
+    # so that a config is checked before torch is imported
+    from xaibench.classifier import Classifier
+
+    from .model import JointClassifier
 
 PHASES = ("classifier", "explainer", "joint")  # what each phase trains
 
@@ -131,6 +135,9 @@ class JointModelConfig(BackboneConfig):
                                      f"{max(8, height // 8 * 8)})")
 
     def build(self, num_classes: int, image_size: tuple[int, int]) -> JointClassifier:
+        from .explainer import Explainer
+        from .model import XMLVGG, JointClassifier, gate_points
+
         if self.arch == "joint_xml_vgg":
             net, cam_layer = XMLVGG(num_classes), "net.features.6"
         else:
