@@ -83,14 +83,14 @@ def head_mismatch(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple
     return None
 
 
-def load_weights(net: torch.nn.Module, path: str, num_classes: int | None, dataset: str) -> None:
-    """Load the state_dict at ``path`` into ``net`` (exact keys and shapes), in place.
+def load_weights(net: torch.nn.Module, state: dict[str, torch.Tensor], path: str,
+                 num_classes: int | None, dataset: str) -> None:
+    """Load ``state``, the state_dict read from ``path``, into ``net`` (exact keys and shapes), in place.
 
     Raises:
         ParamError: naming the first missing and the first unexpected key, the head's class count
             against the dataset's, or the first tensor of another shape.
     """
-    state = read_state_dict(path)
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -258,10 +258,11 @@ class LoadedModel(EvaluatedModel):
 
         net = self.network(num_classes)
         if self.weights is not None:
+            state = read_state_dict(self.weights)
             if num_classes is None:  # the dataset counts its classes when read: the file's head decides
-                head = head_mismatch(net, read_state_dict(self.weights))
+                head = head_mismatch(net, state)
                 net = net if head is None else self.network(head[1])
-            load_weights(net, self.weights, num_classes, dataset)
+            load_weights(net, state, self.weights, num_classes, dataset)
         return Classifier(net, cam_layer=None, mean=self.mean, std=self.std)  # type: ignore[arg-type]
 
     def content_identity(self) -> dict[str, Any]:

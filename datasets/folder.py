@@ -91,6 +91,11 @@ def read_boxes(path: Path, images: dict[str, Path]) -> dict[Path, list[tuple[Box
     return boxes
 
 
+def class_folders(images_dir: Path) -> list[str]:
+    """The class folders under ``images_dir``, sorted (hidden folders left out)."""
+    return sorted(d.name for d in images_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 class Folder(Dataset):
     """Your own images: <root>/images/<class>/*, optional mask files or a box CSV.
 
@@ -158,7 +163,7 @@ class Folder(Dataset):
         images_dir = self.root / "images"
         if self.classes or not images_dir.is_dir():
             return len(self.classes) or None
-        return sum(1 for d in images_dir.iterdir() if d.is_dir() and not d.name.startswith(".")) or None
+        return len(class_folders(images_dir)) or None
 
     def find_mask(self, image: Path, images_dir: Path) -> Path:
         """The mask file of ``image``: same relative path under mask_dir, suffix added."""
@@ -176,7 +181,7 @@ class Folder(Dataset):
         images_dir = self.root / "images"
         if not images_dir.is_dir():
             raise DataError(f"{images_dir} not found; a folder dataset needs {LAYOUT} under {self.root}")
-        found = sorted(d.name for d in images_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+        found = class_folders(images_dir)
         if not found:
             raise DataError(f"no class folders in {images_dir}: put each class's images in "
                             f"images/<class>/")
