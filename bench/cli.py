@@ -1,4 +1,4 @@
-"""The ``xaibench`` command line: ``run``, ``leaderboard``, ``plot``, ``check``, ``list``.
+"""The ``xaibench`` command line: ``run``, ``leaderboard``, ``compare``, ``plot``, ``check``, ``list``.
 
 torch is deferred (:mod:`xaibench.lazy`): it is executed when a command first uses it, so
 ``list`` and every error the config check finds without it (names, keys, types, ranges, an
@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--out", default="results/merged",
                        help="folder for merged_leaderboard.csv, metric_agreement.csv and its "
                             "heatmap (default: results/merged)")
+
+    compare = sub.add_parser("compare", help="does a second run reproduce a first one? accuracies "
+                             "within a tolerance, every metric mean inside the other run's CI")
+    compare.add_argument("reference", metavar="RUN_A", help="a run folder (e.g. the committed reference)")
+    compare.add_argument("run", metavar="RUN_B", help="a run folder of the same config (another "
+                                                      "machine, thread count or device)")
+    compare.add_argument("--accuracy-tolerance", type=float, default=0.05, metavar="T",
+                         help="largest accepted difference of a model's test accuracy (default 0.05)")
 
     plot = sub.add_parser("plot", help="(re-)draw a run's plots from its files, and its report.md")
     plot.add_argument("kind", choices=["all", *PLOT_KINDS],
@@ -157,6 +165,33 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xaibench.config import ConfigError
+    from xaibench.report import RunFolder
+
+    if not 0 <= args.accuracy_tolerance <= 1:
+        raise ConfigError(f"--accuracy-tolerance must be in [0, 1], got {args.accuracy_tolerance}")
+    a, b = RunFolder(Path(args.reference)), RunFolder(Path(args.run))
+    from xaibench.leaderboard import compare_runs
+
+    table = compare_runs(a.board, b.board, accuracy_tolerance=args.accuracy_tolerance)
+    acc, means = table[table["quantity"] == "accuracy"], table[table["quantity"] != "accuracy"]
+    print(f"accuracy: {int(acc['ok'].sum())} of {len(acc)} models within {args.accuracy_tolerance:g}")
+    print(f"metric means: {int(means['ok'].sum())} of {len(means)} inside the other run's "
+          f"confidence interval (both ways)")
+    failed = table[~table["ok"]]
+    if len(failed):
+        cols = [c for c in ("model", "method", "quantity", "a", "b", "a_ci_low", "a_ci_high",
+                            "b_ci_low", "b_ci_high") if c in failed]
+        print(f"\nnot reproduced (a = {a.path}, b = {b.path}):")
+        print(failed[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""))
+        return 1
+    print(f"{b.path} reproduces {a.path}")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -176,7 +211,8 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": lambda args: _list(args.kind), "leaderboard": _leaderboard, "plot": _plot,
+COMMANDS = {"list": lambda args: _list(args.kind), "leaderboard": _leaderboard, "compare": _compare,
+            "plot": _plot,
             "check": _check, "run": _run}
 
 

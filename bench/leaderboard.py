@@ -322,3 +322,37 @@ def merge_runs(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
         merged[f"{m}_rank"] = merged.groupby(["dataset", "model"])[f"{m}_mean"].rank(
             ascending=not higher, method="min")
     return merged
+
+
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, accuracy_tolerance: float = 0.05) -> pd.DataFrame:
+    """Does run ``b`` reproduce run ``a``? One row per model (its test accuracy) and per (model,
+    method, metric) of either leaderboard: both values, both confidence intervals and ``ok``.
+
+    An accuracy is reproduced when the two differ by at most ``accuracy_tolerance``; a metric's
+    mean when each run's mean lies inside the other run's confidence interval (symmetric, so the
+    verdict does not depend on which run is given first). A row in one leaderboard only is not
+    reproduced. This is the check of "a fresh machine gets the same picture": float summation
+    order (threads, CPU, GPU) changes the trained weights slightly, not the conclusions.
+    """
+    keys = ["dataset", "model", "method"]
+    joined = a.merge(b, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+    rows = []
+    for _, r in joined.drop_duplicates(["dataset", "model"]).iterrows():
+        va, vb = r.get("accuracy_a"), r.get("accuracy_b")
+        rows.append({"dataset": r["dataset"], "model": r["model"], "method": "", "quantity": "accuracy",
+                     "a": va, "b": vb, "ok": bool(abs(va - vb) <= accuracy_tolerance + 1e-12)})
+    metrics = sorted({c[: -len("_direction")] for board in (a, b) for c in board.columns
+                      if c.endswith("_direction")})
+    for m in metrics:
+        for _, r in joined.iterrows():
+            va, vb = r.get(f"{m}_mean_a", np.nan), r.get(f"{m}_mean_b", np.nan)
+            if pd.isna(va) and pd.isna(vb):
+                continue
+            lo_a, hi_a = r.get(f"{m}_ci_low_a", np.nan), r.get(f"{m}_ci_high_a", np.nan)
+            lo_b, hi_b = r.get(f"{m}_ci_low_b", np.nan), r.get(f"{m}_ci_high_b", np.nan)
+            eps = 1e-9 * max(1.0, abs(va) if pd.notna(va) else 0.0, abs(vb) if pd.notna(vb) else 0.0)
+            ok = bool(lo_a - eps <= vb <= hi_a + eps and lo_b - eps <= va <= hi_b + eps)
+            rows.append({"dataset": r["dataset"], "model": r["model"], "method": r["method"],
+                         "quantity": m, "a": va, "b": vb, "a_ci_low": lo_a, "a_ci_high": hi_a,
+                         "b_ci_low": lo_b, "b_ci_high": hi_b, "ok": ok})
+    return pd.DataFrame(rows)

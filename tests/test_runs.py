@@ -277,6 +277,38 @@ def test_leaderboard_merges_runs_with_spread_and_agreement(reference, tmp_path, 
     assert main(["leaderboard", str(a), str(a), "--out", str(out)]) == 2
 
 
+def test_compare_says_whether_a_second_run_reproduces_the_first(reference, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    subprocess.run(["cp", "-r", str(run_dir(reference)), str(a)], check=True)
+    subprocess.run(["cp", "-r", str(run_dir(reference)), str(b)], check=True)
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy: 1 of 1 models within 0.05" in out and "reproduces" in out
+    board = pd.read_csv(a / "leaderboard.csv")
+    row = board["method"] == "gradcam"
+    low, mean, high = board.loc[row, ["aopc_ci_low", "aopc_mean", "aopc_ci_high"]].iloc[0]
+    shifted = board.copy()
+    # b's interval moved by 0.9 of a's narrower half: each mean stays inside the other's interval
+    shifted.loc[row, ["aopc_mean", "aopc_ci_low", "aopc_ci_high"]] += 0.9 * min(mean - low, high - mean)
+    shifted["accuracy"] += 0.04
+    shifted.to_csv(b / "leaderboard.csv", index=False)
+    assert main(["compare", str(a), str(b)]) == 0
+    shifted.loc[row, ["aopc_mean", "aopc_ci_low", "aopc_ci_high"]] = [high + 0.01, mean, high + 0.02]
+    shifted.to_csv(b / "leaderboard.csv", index=False)
+    assert main(["compare", str(b), str(a)]) == 1  # symmetric: the order does not matter
+    out = capsys.readouterr().out
+    assert "not reproduced" in out and "gradcam" in out and "aopc" in out
+    assert "saliency" not in out.split("not reproduced")[1]
+    shifted = board.assign(accuracy=board["accuracy"] - 0.06)
+    shifted.to_csv(b / "leaderboard.csv", index=False)
+    assert main(["compare", str(a), str(b)]) == 1
+    assert "accuracy: 0 of 1 models within 0.05" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--accuracy-tolerance", "0.1"]) == 0
+    assert main(["compare", str(a), str(b), "--accuracy-tolerance", "2"]) == 2
+    assert main(["compare", str(a), str(tmp_path)]) == 2
+    assert "is not a finished run folder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["typo", "masks", "patch", "unwritable", "checkpoint", "checkpoint_size",
                                   "cuda"])
 def test_bad_input_fails_before_work_and_writes_nothing(case, reference, tmp_path):
