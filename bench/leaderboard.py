@@ -336,11 +336,11 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, accuracy_tolerance: float 
     """
     keys = ["dataset", "model", "method"]
     joined = a.merge(b, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
-    rows = []
-    for _, r in joined.drop_duplicates(["dataset", "model"]).iterrows():
-        va, vb = r.get("accuracy_a"), r.get("accuracy_b")
-        rows.append({"dataset": r["dataset"], "model": r["model"], "method": "", "quantity": "accuracy",
-                     "a": va, "b": vb, "ok": bool(abs(va - vb) <= accuracy_tolerance + 1e-12)})
+    accuracy = pd.concat([board.groupby(["dataset", "model"], sort=False)["accuracy"].first()
+                          for board in (a, b)], axis=1, keys=["a", "b"])
+    rows = [{"dataset": dataset, "model": model, "method": "", "quantity": "accuracy", "a": va, "b": vb,
+             "ok": bool(abs(va - vb) <= accuracy_tolerance + 1e-12)}
+            for (dataset, model), (va, vb) in accuracy.iterrows()]
     metrics = sorted({c[: -len("_direction")] for board in (a, b) for c in board.columns
                       if c.endswith("_direction")})
     for m in metrics:

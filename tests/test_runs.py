@@ -305,6 +305,9 @@ def test_compare_says_whether_a_second_run_reproduces_the_first(reference, tmp_p
     assert "accuracy: 0 of 1 models within 0.05" in capsys.readouterr().out
     assert main(["compare", str(a), str(b), "--accuracy-tolerance", "0.1"]) == 0
     assert main(["compare", str(a), str(b), "--accuracy-tolerance", "2"]) == 2
+    board[board["method"] != "saliency"].to_csv(b / "leaderboard.csv", index=False)  # a row missing
+    assert main(["compare", str(a), str(b)]) == 1
+    assert "saliency" in capsys.readouterr().out.split("not reproduced")[1]
     assert main(["compare", str(a), str(tmp_path)]) == 2
     assert "is not a finished run folder" in capsys.readouterr().err
 
