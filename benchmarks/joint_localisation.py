@@ -74,8 +74,29 @@ def main() -> None:
     print(f"test accuracy {trained.test_accuracy:.3f}, mean map {z.mean():.3f}, relevance mass "
           f"inside the masks {mass.nanmean():.3f} ({int((~mass.isnan()).sum())} images with a mask), "
           f"uniform map {masks[masks.flatten(1).any(1)].float().mean():.3f}")
+    shares = outside_the_box(z, masks, splits.test.images)
+    print("where the rest goes (share of the raw / thresholded map over the positive images): " +
+          ", ".join(f"{k} {raw:.3f} / {t75:.3f}" for k, (raw, t75) in shares.items()))
     print(f"RESULT acc={trained.test_accuracy:.3f} mass={mass.nanmean():.3f} mass75={mass75.nanmean():.3f} "
-          f"pompom_pos={pom.nanmean():.3f} train_s={train_s:.0f} threads={args.threads}")
+          f"pompom_pos={pom.nanmean():.3f} frame={shares['frame'][0]:.3f} "
+          f"background={shares['background'][0]:.3f} train_s={train_s:.0f} threads={args.threads}")
+
+
+def outside_the_box(z: torch.Tensor, masks: torch.Tensor, images: torch.Tensor,
+                    frame: int = 4) -> dict[str, tuple[float, float]]:
+    """The share of the map outside the box, over the positive images, raw and thresholded at
+    0.75 x max: on the ``frame``-pixel border, on other shapes' ink (non-white pixels), and on the
+    background (the rest)."""
+    pos = masks.flatten(1).any(1)
+    z, masks, images = z[pos], masks[pos], images[pos]
+    border = torch.ones_like(masks)
+    border[:, frame:-frame, frame:-frame] = False
+    border &= ~masks
+    ink = (images.amin(1) < 0.9) & ~masks & ~border
+    regions = {"frame": border, "ink": ink, "background": ~(masks | border | ink)}
+    return {name: tuple(relevance_mass(z, region, positive_only=False, threshold=t).nan_to_num(0.0)
+                        .mean().item() for t in (0.0, 0.75))
+            for name, region in regions.items()}
 
 
 if __name__ == "__main__":
