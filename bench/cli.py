@@ -181,6 +181,8 @@ def _compare(args: argparse.Namespace) -> int:
     print(f"accuracy: {int(acc['ok'].sum())} of {len(acc)} models within {args.accuracy_tolerance:g}")
     print(f"metric means: {int(means['ok'].sum())} of {len(means)} inside the other run's "
           f"confidence interval (both ways)")
+    for model, ok in means.groupby("model", sort=False)["ok"]:
+        print(f"  {model}: {int(ok.sum())} of {len(ok)}")
     failed = table[~table["ok"]]
     if len(failed):
         cols = [c for c in ("model", "method", "quantity", "a", "b", "a_ci_low", "a_ci_high",

@@ -335,7 +335,7 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, accuracy_tolerance: float 
     order (threads, CPU, GPU) changes the trained weights slightly, not the conclusions.
     """
     keys = ["dataset", "model", "method"]
-    joined = a.merge(b, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+    joined = a.merge(b, on=keys, how="outer", suffixes=("_a", "_b"))
     accuracy = pd.concat([board.groupby(["dataset", "model"], sort=False)["accuracy"].first()
                           for board in (a, b)], axis=1, keys=["a", "b"])
     rows = [{"dataset": dataset, "model": model, "method": "", "quantity": "accuracy", "a": va, "b": vb,

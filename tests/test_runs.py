@@ -284,6 +284,8 @@ def test_compare_says_whether_a_second_run_reproduces_the_first(reference, tmp_p
     assert main(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "accuracy: 1 of 1 models within 0.05" in out and "reproduces" in out
+    n = int(out.split("metric means: ")[1].split(" of ")[0])
+    assert f"  resnet18: {n} of {n}" in out  # the one model's count
     board = pd.read_csv(a / "leaderboard.csv")
     row = board["method"] == "gradcam"
     low, mean, high = board.loc[row, ["aopc_ci_low", "aopc_mean", "aopc_ci_high"]].iloc[0]
