@@ -202,6 +202,25 @@ def test_resize_upsampling_keeps_shape_and_range():
     z.sum().backward()  # differentiable end to end
 
 
+def test_reflection_padding_leaves_no_frame_on_a_constant_image():
+    torch.manual_seed(0)
+    x = torch.full((1, 3, 32, 32), 0.7)
+    maps = {}
+    for padding in ("zeros", "reflect"):
+        e = Explainer(init_bias=0.5, upsample="resize", padding=padding).eval()
+        convs = [m for m in e.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+        assert convs and all(m.padding_mode == padding for m in convs)
+        with torch.no_grad():
+            maps[padding] = e(x)[0, 0]
+        assert maps[padding].shape == (32, 32) and 0 <= maps[padding].min() and maps[padding].max() < 1
+    # reflecting a constant image is constant: every pixel, border included, sees the same input
+    assert torch.allclose(maps["reflect"], maps["reflect"][16, 16].expand(32, 32), atol=1e-6)
+    # zero padding makes the border differ from the interior: the frame of docs/joint.md
+    assert (maps["zeros"][0] - maps["zeros"][16, 16]).abs().max() > 1e-3
+    zeros, reflect = (JointModelConfig(id="m", padding=p) for p in ("zeros", "reflect"))
+    assert zeros.phase_key(0, "d", 0) != reflect.phase_key(0, "d", 0)
+
+
 def test_hybrid_term_on_positives_only_by_hand():
     z = torch.tensor([[[0.5, 1.0], [0.0, 0.5]], [[1.0, 1.0], [1.0, 0.0]]])
     masks = torch.tensor([[[0, 1], [0, 0]], [[0, 0], [0, 0]]], dtype=torch.bool)

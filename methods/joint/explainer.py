@@ -7,16 +7,19 @@ from typing import Literal
 import torch
 from torch import nn
 
+Padding = Literal["zeros", "reflect"]
+
 
 class ConvMod(nn.Sequential):
     """3x3 conv (pad 1, bias) -> ReLU -> 3x3 conv -> ReLU."""
 
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU())
+    def __init__(self, cin: int, cout: int, padding: Padding = "zeros") -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, padding_mode=padding), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1, padding_mode=padding), nn.ReLU())
 
 
-def upsampler(cin: int, cout: int, kind: Literal["transpose", "resize"]) -> nn.Module:
+def upsampler(cin: int, cout: int, kind: Literal["transpose", "resize"],
+              padding: Padding = "zeros") -> nn.Module:
     """A x2 up-sampling [B, cin, h, w] -> [B, cout, 2h, 2w].
 
     "transpose": ConvTranspose2d(k2, s2), the paper's; "resize": bilinear x2 resize then a 3x3 conv
@@ -27,7 +30,7 @@ def upsampler(cin: int, cout: int, kind: Literal["transpose", "resize"]) -> nn.M
         return nn.ConvTranspose2d(cin, cout, 2, stride=2)
     if kind == "resize":
         return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                             nn.Conv2d(cin, cout, 3, padding=1))
+                             nn.Conv2d(cin, cout, 3, padding=1, padding_mode=padding))
     raise ValueError(f"upsample must be 'transpose' or 'resize', got {kind!r}")
 
 
@@ -44,16 +47,21 @@ class Explainer(nn.Module):
         upsample: the decoder's up-sampling, "transpose" (the paper's stride-2 transposed
             convolution) or "resize" (bilinear resize + 3x3 conv, no checkerboard); see
             :func:`upsampler`.
+        padding: how the 3x3 convolutions pad the border: "zeros" (the paper's) or "reflect".
+            With zeros the border is the one place the explainer can tell apart without looking
+            at the content, and on the synthetic data its maps grew a frame along the border
+            (docs/joint.md); reflection padding removed most of it.
     """
 
     def __init__(self, *, init_bias: float = 3.0,
-                 upsample: Literal["transpose", "resize"] = "transpose") -> None:
+                 upsample: Literal["transpose", "resize"] = "transpose", padding: Padding = "zeros") -> None:
         super().__init__()
-        self.enc1, self.enc2, self.enc3 = ConvMod(3, 32), ConvMod(32, 64), ConvMod(64, 128)
+        self.enc1, self.enc2, self.enc3 = (ConvMod(3, 32, padding), ConvMod(32, 64, padding),
+                                           ConvMod(64, 128, padding))
         self.pool = nn.MaxPool2d(2)
-        self.up1, self.dec1 = upsampler(128, 128, upsample), ConvMod(128, 128)
-        self.up2, self.dec2 = upsampler(128, 64, upsample), ConvMod(64, 64)
-        self.up3, self.dec3 = upsampler(64, 32, upsample), ConvMod(32, 32)
+        self.up1, self.dec1 = upsampler(128, 128, upsample, padding), ConvMod(128, 128, padding)
+        self.up2, self.dec2 = upsampler(128, 64, upsample, padding), ConvMod(64, 64, padding)
+        self.up3, self.dec3 = upsampler(64, 32, upsample, padding), ConvMod(32, 32, padding)
         self.head = nn.Conv2d(32, 1, 1)
         self.norm = nn.BatchNorm2d(1)
         nn.init.constant_(self.norm.bias, init_bias)

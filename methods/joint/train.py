@@ -78,6 +78,9 @@ class JointModelConfig(BackboneConfig):
             of phase 1, nothing changes).
         upsample: the explainer decoder's up-sampling: "transpose" (the paper's stride-2
             transposed convolution) or "resize" (bilinear resize + 3x3 conv, no checkerboard).
+        padding: the explainer's 3x3 convolutions pad the border with "zeros" (the paper's) or
+            "reflect" (removes most of the frame that zero padding lets the maps grow along the
+            image border; docs/joint.md).
         hybrid_images: the images that get the hybrid loss's outside-the-mask term: "all" (the
             paper's; on an empty mask it acts as a second L1) or "positives" (non-empty masks).
     """
@@ -97,6 +100,7 @@ class JointModelConfig(BackboneConfig):
     explainer_optimizer: Literal["sgd", "adam"] | None = None
     frozen_bn: Literal["train", "eval"] = "train"
     upsample: Literal["transpose", "resize"] = "transpose"
+    padding: Literal["zeros", "reflect"] = "zeros"
     hybrid_images: Literal["all", "positives"] = "all"
 
     def __post_init__(self) -> None:
@@ -143,7 +147,8 @@ class JointModelConfig(BackboneConfig):
         else:
             plain = self.backbone(self.arch.removeprefix("joint_"), num_classes, image_size)
             net, cam_layer = plain.net, plain.cam_layer
-        return JointClassifier(net, Explainer(init_bias=self.init_bias, upsample=self.upsample),
+        return JointClassifier(net, Explainer(init_bias=self.init_bias, upsample=self.upsample,
+                                                  padding=self.padding),
                                gates=gate_points(net),
                                cam_layer=cam_layer)
 
