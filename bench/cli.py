@@ -214,8 +214,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": lambda args: _list(args.kind), "leaderboard": _leaderboard, "compare": _compare,
-            "plot": _plot,
-            "check": _check, "run": _run}
+            "plot": _plot, "check": _check, "run": _run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -228,10 +228,14 @@ def write_outputs(
 # -- metric agreement and merged runs --------------------------------------------------------------
 
 
+def metric_names(board: pd.DataFrame) -> list[str]:
+    """The metrics of a leaderboard, in column order: every ``<metric>_direction`` column."""
+    return [c[: -len("_direction")] for c in board.columns if c.endswith("_direction")]
+
+
 def ranked_metrics(board: pd.DataFrame) -> list[str]:
     """The metric columns of a leaderboard that are ranked (direction higher or lower)."""
-    return [c[: -len("_direction")] for c in board.columns if c.endswith("_direction")
-            and set(board[c].dropna()) & {"higher", "lower"}]
+    return [m for m in metric_names(board) if set(board[f"{m}_direction"].dropna()) & {"higher", "lower"}]
 
 
 MIN_AGREEMENT_METHODS = 4  # Kendall tau from 3 methods can only be +-1/3 or +-1
@@ -300,8 +304,7 @@ def merge_runs(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
         boards: run name -> that run's leaderboard.csv as a DataFrame.
     """
     frame = pd.concat([b.assign(run=name) for name, b in boards.items()], ignore_index=True)
-    metrics = list(dict.fromkeys(c[: -len("_direction")] for c in frame.columns
-                                 if c.endswith("_direction")))
+    metrics = metric_names(frame)
     keys = ["dataset", "model", "method"]
     rows = []
     for key, g in frame.groupby(keys, sort=False):
@@ -341,16 +344,14 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, accuracy_tolerance: float 
     rows = [{"dataset": dataset, "model": model, "method": "", "quantity": "accuracy", "a": va, "b": vb,
              "ok": bool(abs(va - vb) <= accuracy_tolerance + 1e-12)}
             for (dataset, model), (va, vb) in accuracy.iterrows()]
-    metrics = sorted({c[: -len("_direction")] for board in (a, b) for c in board.columns
-                      if c.endswith("_direction")})
-    for m in metrics:
+    for m in sorted(set(metric_names(a)) | set(metric_names(b))):
         for _, r in joined.iterrows():
             va, vb = r.get(f"{m}_mean_a", np.nan), r.get(f"{m}_mean_b", np.nan)
             if pd.isna(va) and pd.isna(vb):
                 continue
             lo_a, hi_a = r.get(f"{m}_ci_low_a", np.nan), r.get(f"{m}_ci_high_a", np.nan)
             lo_b, hi_b = r.get(f"{m}_ci_low_b", np.nan), r.get(f"{m}_ci_high_b", np.nan)
-            eps = 1e-9 * max(1.0, abs(va) if pd.notna(va) else 0.0, abs(vb) if pd.notna(vb) else 0.0)
+            eps = 1e-9 * max(1.0, np.nanmax(np.abs([va, vb])))  # one of the two is a number
             ok = bool(lo_a - eps <= vb <= hi_a + eps and lo_b - eps <= va <= hi_b + eps)
             rows.append({"dataset": r["dataset"], "model": r["model"], "method": r["method"],
                          "quantity": m, "a": va, "b": vb, "a_ci_low": lo_a, "a_ci_high": hi_a,

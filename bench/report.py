@@ -358,7 +358,7 @@ def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
     """The leaderboard as people read it: per metric "mean [CI] #rank" (a range where methods are
     not significantly different) with the "not better than a control" flag, the mean rank, and
     beside it the cost per image to explain and to score."""
-    metrics = [c[: -len("_direction")] for c in board.columns if c.endswith("_direction")]
+    metrics = lb.metric_names(board)
     labels = labels or {}
     rows = []
     cost = lb.cost_summary(costs).set_index(["model", "method"]) if costs is not None else None
