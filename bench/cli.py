@@ -8,6 +8,7 @@ unwritable ``--out``) come in well under a second.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -235,6 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`xaibench list methods | head -3`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141  # as a process killed by SIGPIPE
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # atomic writes leave no partial file; the cells finished before are in the cache
+        where = exc.filename or getattr(args, "out", None) or "the output folder"
+        print(f"xaibench: error: no space left on the device (writing {where}); free some space "
+              "or give --out a folder on another disk, then run the same command again: the "
+              "finished cells are kept", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -164,6 +164,33 @@ def test_ctrl_c_exits_cleanly_and_says_how_to_resume(cfg, tmp_path):
     assert leftovers == []  # atomic writes clean up after themselves on Ctrl-C
 
 
+def test_a_full_disk_is_one_line_that_says_what_to_do(cfg, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(fd):  # the first write that reaches the disk finds it full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    rc = main(["run", str(cfg), "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    (line,) = [x for x in err.splitlines() if x.strip()]
+    assert "no space left on the device" in line and str(tmp_path) in line
+    assert "run the same command again" in line
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no temporary, no half file
+
+
+def test_other_os_errors_are_not_reported_as_a_full_disk(cfg, tmp_path, monkeypatch):
+    import errno
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        main(["run", str(cfg), "--out", str(tmp_path), "--no-progress"])
+
+
 def test_corrupt_cache_files_are_detected_and_recomputed(cfg, reference, tmp_path):
     out = tmp_path / "out"
     subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
