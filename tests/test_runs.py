@@ -1,6 +1,7 @@
 """Runs as grids of cached cells: reproducibility, resume after kill -9 and Ctrl-C, corrupt cache
 files, per-method invalidation, merged leaderboards, plots from a run folder, bad input."""
 
+import errno
 import json
 import os
 import re
@@ -165,8 +166,6 @@ def test_ctrl_c_exits_cleanly_and_says_how_to_resume(cfg, tmp_path):
 
 
 def test_a_full_disk_is_one_line_that_says_what_to_do(cfg, tmp_path, monkeypatch, capsys):
-    import errno
-
     def full(fd):  # the first write that reaches the disk finds it full
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -181,8 +180,6 @@ def test_a_full_disk_is_one_line_that_says_what_to_do(cfg, tmp_path, monkeypatch
 
 
 def test_other_os_errors_are_not_reported_as_a_full_disk(cfg, tmp_path, monkeypatch):
-    import errno
-
     def broken(fd):
         raise OSError(errno.EIO, "Input/output error")
 
