@@ -1,30 +1,37 @@
-"""The GPU check (`make gpu-check`): one script, meant to finish in under 8 minutes on one
-H100/H200, that runs the CUDA-marked tests and the benchmarks on CUDA and writes every figure to
-one file.
+"""The GPU check (`make gpu-check`): one script, meant to finish in under 10 minutes (one device
+command) on one H100/H200, that runs the CUDA-marked tests and the benchmarks on CUDA and writes
+every figure to one file.
 
     .venv/bin/python benchmarks/gpu_check.py                 # on a machine with CUDA
     .venv/bin/python benchmarks/gpu_check.py --dry-run       # print the steps (any machine)
 
 Steps (each with its own time limit, so one slow step cannot eat the others' time):
 
-1. the test suite's CUDA-marked tests (`pytest -m cuda`: the method contract on CUDA, engine
+1. the device's name, torch and CUDA versions;
+2. the test suite's CUDA-marked tests (`pytest -m cuda`: the method contract on CUDA, engine
    curves equal to the CPU's, ...);
-2. the perturbation engine against Quantus on ResNet50 at 224 px: fp32 (curves compared with
+3. the perturbation engine against Quantus on ResNet50 at 224 px: fp32 (curves compared with
    Quantus') and bf16 + channels_last (benchmarks/engine.py --case cuda);
-3. ROAD: the batched imputation against the per-image reference (benchmarks/road.py --device cuda);
-4. seconds and forward passes per image of every method at 224 px (benchmarks/method_costs.py);
-5. the device's name, torch and CUDA versions.
+4. the default benchmark on CUDA from nothing cached (`xaibench run synthetic --device cuda`
+   into a temporary folder): its wall time; its leaderboard, models, costs and manifest are
+   copied next to the figures as bench_<name>;
+5. ROAD: the batched imputation against the per-image reference (benchmarks/road.py --device cuda);
+6. seconds and forward passes per image of every method at 224 px (benchmarks/method_costs.py).
 
-The output goes to results/gpu_check/gpu_check-<date>.txt (and is printed); copy its figures
-into the README with the device name.
+The output goes to results/gpu_check/gpu_check-<date>.txt (and is printed), rewritten after every
+step so a run cut short keeps what it measured; copy its figures into the README with the device
+name.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +41,12 @@ STEPS: list[tuple[str, list[str], int]] = [
                           "'cuda', torch.version.cuda)"], 30),
     ("CUDA-marked tests", [PY, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], 120),
     ("engine vs quantus, ResNet50 224 px",
-     [PY, "benchmarks/engine.py", "--case", "cuda", "--repeat", "2"], 150),
-    ("ROAD imputation, batched vs reference", [PY, "benchmarks/road.py", "--device", "cuda"], 90),
+     [PY, "benchmarks/engine.py", "--case", "cuda", "--repeat", "2"], 120),
+    ("default benchmark on CUDA, nothing cached",
+     [PY, "-m", "xaibench", "run", "synthetic", "--device", "cuda", "--no-progress", "--out", "{tmp}"], 180),
+    ("ROAD imputation, batched vs reference", [PY, "benchmarks/road.py", "--device", "cuda"], 75),
     ("method costs, 224 px", [PY, "benchmarks/method_costs.py", "--device", "cuda", "--size", "224",
-                              "--images", "32"], 90),
+                              "--images", "32"], 75),
 ]
 
 
@@ -61,20 +70,29 @@ def main() -> int:
         print("gpu_check: no CUDA device here; run it where one is (or --dry-run)", file=sys.stderr)
         return 2
     lines = [f"# xaibench GPU check, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"]
-    failed = 0
-    for name, cmd, limit in STEPS:
-        try:
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit)
-            status, text = f"rc {proc.returncode}", proc.stdout + proc.stderr[-3000:]
-            failed += proc.returncode != 0
-        except subprocess.TimeoutExpired as exc:
-            status, text = f"timed out after {limit} s", (exc.stdout or b"").decode(errors="replace")
-            failed += 1
-        lines += [f"\n## {name} ({status})", f"$ {' '.join(cmd[1:])}", text.rstrip()]
-        print("\n".join(lines[-3:]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"gpu_check-{datetime.date.today()}.txt"
-    path.write_text("\n".join(lines) + "\n")
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="xaibench-gpu-check-") as tmp:
+        for name, cmd, limit in STEPS:
+            cmd = [part.replace("{tmp}", tmp) for part in cmd]
+            start = time.perf_counter()
+            try:
+                proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit)
+                status, text = f"rc {proc.returncode}", proc.stdout + proc.stderr[-3000:]
+                failed += proc.returncode != 0
+            except subprocess.TimeoutExpired as exc:
+                out = (exc.stdout or b"") + b"\n" + (exc.stderr or b"")[-3000:]  # bytes, even with text=True
+                status, text = f"timed out after {limit} s", out.decode(errors="replace")
+                failed += 1
+            status += f", {time.perf_counter() - start:.0f} s"
+            lines += [f"\n## {name} ({status})", f"$ {' '.join(cmd[1:])}", text.rstrip()]
+            print("\n".join(lines[-3:]), flush=True)
+            path.write_text("\n".join(lines) + "\n")
+        for run in Path(tmp).glob("*/*/"):  # the benchmark run's tables, kept beside the figures
+            for name in ("leaderboard.csv", "models.csv", "costs.csv", "manifest.json"):
+                if (run / name).is_file():
+                    shutil.copy(run / name, args.out / f"bench_{name}")
     print(f"\nwrote {path}")
     return 1 if failed else 0
 
