@@ -19,6 +19,7 @@ import torch
 
 from xaibench import distributed
 from xaibench.config import Config, check_writable
+from xaibench.determinism import deterministic_cuda
 from xaibench.execute import cell_status, execute, interruptible
 from xaibench.plan import Plan, plan
 from xaibench.writer import leaderboard, write
@@ -44,7 +45,7 @@ def run(config: Config, *, progress: bool = True, write_outputs: bool = True) ->
         torch.set_num_threads(config.run.threads)
     world = distributed.join(the_plan.device)
     try:
-        with interruptible():
+        with interruptible(), deterministic_cuda(the_plan.device):
             start = time.perf_counter()
             results = execute(the_plan, world, progress=progress and world.main)
             timings = {**results.timings, "total_s": time.perf_counter() - start}

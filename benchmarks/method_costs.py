@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from xaibench.methods.layers import model_family
 from xaibench.models import ModelConfig, build_model
 from xaibench.plugins import build
 from xaibench.registry import METHODS
@@ -67,8 +68,12 @@ def main() -> None:
     print("| method | s / image (defaults) | passes / image | timed on |")
     print("| --- | --- | --- | --- |")
     for name in args.methods or METHODS.names():
+        method = build(METHODS.get(name), {})
+        if not (method.supports("resnet18") and method.supports_family(model_family(model))):
+            print(f"| {name} | - | - | does not explain a ResNet18: needs {method.requirement} |", flush=True)
+            continue
         per_image, n, params, factor = time_method(name, model, images, labels, args.images, args.repeat)
-        passes = build(METHODS.get(name), {}).passes_per_image
+        passes = method.passes_per_image
         how = f"{n} images" + (f", {params}, x{factor:g}" if params else "")
         print(f"| {name} | {per_image:.3f} | {passes if passes is not None else '-'} | {how} |", flush=True)
 

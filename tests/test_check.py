@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import xaibench
-from xaibench.check import check_method, report
+from xaibench.check import check_method, method_problems, report
 from xaibench.cli import main
 from xaibench.plugins import ContractError, Method
 from xaibench.registry import METHODS
@@ -36,6 +36,43 @@ class ChangesWeight(Method):
         with torch.no_grad():
             conv.weight.add_(1e-3)
         return images.mean(1)
+
+
+class Drifts(Method):
+    """Maps that move by ``step`` (a share of their largest value) at every call, without the RNG:
+    what atomic float adds do on CUDA (a tiny step) or a method with hidden state (a large one)."""
+
+    reduction = "abs"
+    step = 0.0
+
+    def __init__(self):
+        self.calls = 0
+
+    def attribute(self, model, images, targets):
+        self.calls += 1
+        maps = images.mean(1)
+        return maps + self.calls * self.step * maps.abs().max()
+
+
+def drift(step: float, device: str) -> list[str]:
+    cls = type("Drift", (Drifts,), {"step": step})
+    model, x = tiny_net().to(device), torch.rand(2, 3, 16, 16).to(device)
+    return method_problems(cls, model, x, torch.tensor([0, 1]).to(device))[1]
+
+
+def test_maps_that_change_between_calls_are_caught_bitwise_on_the_cpu():
+    assert drift(0.0, "cpu") == []
+    assert drift(1e-7, "cpu") == ["not deterministic: two calls gave different maps"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_rounding_of_atomic_adds_passes_and_a_real_change_is_caught():
+    assert drift(1e-6, "cuda") == []
+    (problem,) = drift(1e-2, "cuda")
+    assert problem.startswith("not deterministic: two calls gave different maps (max |difference|")
+    share = float(problem.rsplit(", ", 1)[1].split()[0])  # "..., 0.0099 of the largest |value|)"
+    assert share == pytest.approx(0.01, rel=0.05)
 
 
 @pytest.fixture

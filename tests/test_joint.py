@@ -444,3 +444,24 @@ def test_joint_method_returns_the_explanation():
     with pytest.raises(TypeError, match="needs a joint model"):
         Joint().attribute(tiny_net(), x, torch.zeros(3, dtype=torch.long))
     assert isinstance(model, JointClassifier) and all(isinstance(g, Gate) for g in model.gates())
+
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_gate_pooling_has_a_deterministic_backward():
+    """On CUDA the gates pool the map with avg_pool2d where the feature size divides the map's:
+    the values are adaptive_avg_pool2d's (to rounding) and the backward runs under
+    torch.use_deterministic_algorithms (adaptive_avg_pool2d's raises there)."""
+    from xaibench.methods.joint.model import pool_to
+
+    z = torch.rand(4, 1, 64, 64, device="cuda", requires_grad=True)
+    try:
+        torch.use_deterministic_algorithms(True)
+        for out in [(32, 32), (8, 8), (2, 2), (1, 1)]:
+            a = pool_to(z, out)
+            torch.testing.assert_close(a, torch.nn.functional.adaptive_avg_pool2d(z, out))
+            grads = [torch.autograd.grad(pool_to(z, out).square().sum(), z)[0] for _ in range(2)]
+            assert torch.equal(*grads), out
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -42,7 +42,18 @@ class Gate(nn.Module):
             raise RuntimeError("a Gate ran outside its JointClassifier's forward")
         if self._source.detach:
             z = z.detach()
-        return out * F.adaptive_avg_pool2d(z, out.shape[-2:])
+        return out * pool_to(z, out.shape[-2:])
+
+
+def pool_to(z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``z`` average-pooled to ``size``. On CUDA, where ``size`` divides z's and is not 1 x 1, this
+    is avg_pool2d, whose backward is deterministic (adaptive_avg_pool2d's adds with atomics, in an
+    order that changes from run to run); elsewhere, and on the CPU always, adaptive_avg_pool2d
+    (whose 1 x 1 case is a mean, deterministic on CUDA too)."""
+    (h, w), (oh, ow) = z.shape[-2:], size
+    if z.is_cuda and (oh, ow) != (1, 1) and h % oh == 0 and w % ow == 0:
+        return F.avg_pool2d(z, (h // oh, w // ow))
+    return F.adaptive_avg_pool2d(z, size)
 
 
 class JointClassifier(Classifier):
