@@ -5,7 +5,8 @@
   entry of ``reference/<kind>/index.md`` in mkdocs.yml becomes that index followed by one entry
   per plugin.
 - The committed reference results (``results/synthetic/<run>/``: report.md, plots/, training/) are
-  added to the site under ``results/<run>/`` without copying them into docs/.
+  added to the site under ``results/<run>/`` without copying them into docs/; the GPU check's
+  output (``results/gpu_check/*.txt``) under ``results/gpu_check/``.
 """
 
 from __future__ import annotations
@@ -48,4 +49,6 @@ def on_files(files: Files, config: Any) -> Files:
             if src.is_file():
                 uri = f"results/{run.name}/{src.relative_to(run).as_posix()}"
                 files.append(File.generated(config, uri, abs_src_path=str(src)))
+    for src in sorted((ROOT / "results" / "gpu_check").glob("*.txt")):
+        files.append(File.generated(config, f"results/gpu_check/{src.name}", abs_src_path=str(src)))
     return files
