@@ -66,7 +66,7 @@ class Plan:
     Attributes:
         device: "cpu", "cuda" or "cuda:N" (resolved from "auto").
         threads: torch's intra-op threads per process (part of every compute cell's record:
-            float sums depend on it).
+            float sums depend on it; so, on CUDA, does the choice of deterministic kernels).
     """
 
     config: Config
@@ -177,6 +177,8 @@ def plan(config: Config) -> Plan:
     cache = dataset_dir / "cache"
     device, threads = resolve_device(config.run.device), run_threads(config.run.threads)
     compute = {"device": device.split(":")[0], "threads": threads}
+    if device.startswith("cuda"):  # a run on CUDA uses torch's deterministic kernels (runner.py)
+        compute["cuda_kernels"] = "deterministic"
     run = config.run
 
     dataset = build(DATASETS.get(config.dataset.plugin), config.dataset.as_dict())

@@ -180,6 +180,22 @@ def test_run_settings_that_do_not_change_results_keep_every_cell(tmp_path):
     assert all(a.key != b.key for a, b in zip(base.cells, seed.cells))
 
 
+def test_a_cuda_run_keys_its_cells_by_its_deterministic_kernels(tmp_path, monkeypatch):
+    """A cell computed on CUDA records that it used torch's deterministic kernels: results cached
+    by a CUDA run without them (before they were asked for) are not reused, and CPU keys stay."""
+    import xaibench.plan as plan_module
+
+    path = tmp_path / "keys.toml"
+    path.write_text(CONFIG)
+    cpu = plan(config.load(str(path)))
+    monkeypatch.setattr(plan_module, "resolve_device", lambda name: "cuda")
+    cuda = plan(config.load(str(path)))
+    compute = [c for c in cuda.cells if c.kind != "data"]
+    assert compute and all(c.record.get("cuda_kernels") == "deterministic" for c in compute)
+    assert all("cuda_kernels" not in c.record for c in cpu.cells)
+    assert all(a.key != b.key for a, b in zip(cpu.cells, cuda.cells) if a.kind != "data")
+
+
 # -- a checkpoint's settings ----------------------------------------------------------------------
 
 
