@@ -20,7 +20,7 @@ from xaibench.methods.joint.train import (
     train_joint,
     train_phase,
 )
-from xaibench.plugins import Dataset
+from xaibench.plugins import Dataset, ParamError
 from xaibench.registry import DATASETS
 
 Z = torch.tensor([[[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]])  # one 2x3 map
@@ -170,6 +170,29 @@ def test_phase2_frozen_classifier_in_train_mode_updates_only_its_batchnorm_stati
     assert all(not torch.equal(before[k], after[k]) for k in stats if "running" in k)  # every BN layer moved
     assert True in modes and False in modes  # train mode while training, eval mode for validation
     assert all(not p.requires_grad for p in model.net.parameters())
+
+
+def test_phase2_frozen_bn_learn_trains_only_the_classifiers_batchnorm(splits):
+    """frozen_bn = "learn": in phase 2 the classifier's BatchNorm weights and biases train (at
+    phase 2's lr_classifier) and its running statistics follow the batches; every other classifier
+    weight stays bitwise fixed."""
+    torch.manual_seed(0)
+    cfg = JointModelConfig(id="m", arch="joint_resnet18", epochs=(1, 1, 1), batch_size=16, loss="hybrid",
+                           lr_classifier=(0.05, 0.05, 0.05), lr_explainer=(0.05, 0.05, 0.05),
+                           frozen_bn="learn")
+    model = cfg.build(2, (32, 32))
+    norms = {n for n, m in model.net.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    train_phase(model, splits, cfg, 1, device=torch.device("cpu"), seed=0, progress=False)
+    after = model.net.state_dict()
+    affine = [k for k in after if k.rsplit(".", 1)[0] in norms and k.endswith(("weight", "bias"))]
+    fixed = [k for k in after if k.rsplit(".", 1)[0] not in norms]
+    assert affine and fixed
+    assert all(not torch.equal(before[k], after[k]) for k in affine)  # every BatchNorm learned
+    assert all(torch.equal(before[k], after[k]) for k in fixed)  # convolutions and the head: fixed
+    with pytest.raises(ParamError, match="frozen_bn = 'learn' trains the classifier's BatchNorm in phase 2: "
+                                         "its learning rate must be > 0, got 0.0"):
+        JointModelConfig(id="m", frozen_bn="learn", lr_classifier=(0.01, 0.0, 0.01))
 
 
 def test_frozen_bn_enters_the_phase_keys_from_phase_2():

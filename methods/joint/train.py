@@ -8,8 +8,10 @@ original (icrto/xML, PyTorch/ExplainerClassifierCNN.py), the frozen classifier o
 train mode by default (``frozen_bn = "train"``): its BatchNorm layers normalise with batch
 statistics and their running statistics follow the changing map, while its weights stay fixed.
 With ``frozen_bn = "eval"`` it uses the running statistics of phase 1, which no longer fit once
-the map changes (the classifier collapsed to chance in phase 2, measured). The frozen explainer
-of phase 1 is always in eval mode.
+the map changes (the classifier collapsed to chance in phase 2, measured). With ``frozen_bn =
+"learn"`` (not the original's) its BatchNorm layers also learn their scale and shift in phase 2,
+at phase 2's ``lr_classifier``, so the classifier can follow a map that moves fast (a large
+``gamma``; docs/joint.md). The frozen explainer of phase 1 is always in eval mode.
 
 Each finished phase is cached under a key made of exactly the settings it depends on, so the
 unsupervised and hybrid models share phase 1 when its alpha is 1 (the explanation loss then has
@@ -65,17 +67,19 @@ class JointModelConfig(BackboneConfig):
         init_bias: initial BatchNorm shift of the explainer head.
         epochs, alpha, lr_classifier, lr_explainer, patience: one value per phase (3 values).
             alpha weighs cross-entropy against the explanation loss. The learning rate of the
-            module a phase freezes is ignored.
+            module a phase freezes is ignored (except phase 2's lr_classifier with
+            ``frozen_bn = "learn"``).
         class_weights: optional cross-entropy weight per class.
         augment: probability that a training image (and its mask) is randomly flipped and
             cropped (torchvision transforms v2); 0 disables augmentation.
         explainer_optimizer: the explainer's optimiser ("sgd" or "adam"); None uses
             ``optimizer`` like the classifier (the paper: SGD for both).
         bn_recalibration: (see BackboneConfig) the modules in train mode are those the phase
-            trains, and the phase-2 classifier when ``frozen_bn = "train"``.
+            trains, and the phase-2 classifier unless ``frozen_bn = "eval"``.
         frozen_bn: the mode of the frozen classifier in phase 2: "train" (the original's: batch
-            statistics, running statistics updated, weights fixed) or "eval" (running statistics
-            of phase 1, nothing changes).
+            statistics, running statistics updated, weights fixed), "eval" (running statistics
+            of phase 1, nothing changes) or "learn" (as "train", and the BatchNorm layers' weight
+            and bias train at phase 2's lr_classifier; every other weight stays fixed).
         upsample: the explainer decoder's up-sampling: "transpose" (the paper's stride-2
             transposed convolution) or "resize" (bilinear resize + 3x3 conv, no checkerboard).
         padding: the explainer's 3x3 convolutions pad the border with "zeros" (the paper's) or
@@ -98,7 +102,7 @@ class JointModelConfig(BackboneConfig):
     class_weights: tuple[float, ...] | None = None
     augment: float = 0.0
     explainer_optimizer: Literal["sgd", "adam"] | None = None
-    frozen_bn: Literal["train", "eval"] = "train"
+    frozen_bn: Literal["train", "eval", "learn"] = "train"
     upsample: Literal["transpose", "resize"] = "transpose"
     padding: Literal["zeros", "reflect"] = "zeros"
     hybrid_images: Literal["all", "positives"] = "all"
@@ -122,6 +126,10 @@ class JointModelConfig(BackboneConfig):
                 if trained and getattr(self, key)[phase] <= 0:
                     raise ParamError(key, f"phase {phase + 1} trains the {module}: its learning rate "
                                           f"must be > 0, got {getattr(self, key)[phase]}")
+        if self.frozen_bn == "learn" and self.epochs[1] and self.lr_classifier[1] <= 0:
+            raise ParamError("lr_classifier", f"frozen_bn = 'learn' trains the classifier's BatchNorm in "
+                                              f"phase 2: its learning rate must be > 0, got "
+                                              f"{self.lr_classifier[1]}")
         check_range("beta", self.beta, low=0.0, high=1.0)
         check_range("gamma", self.gamma, low=0.0)
         check_range("augment", self.augment, low=0.0, high=1.0)
@@ -250,14 +258,25 @@ def recalibrate_phase(model: JointClassifier, split: Split, cfg: JointModelConfi
                           batches=cfg.bn_recalibration, device=device, generator=generator)
 
 
-def set_phase(model: JointClassifier, phase: int, *, frozen_bn: Literal["train", "eval"] = "train") -> None:
+def set_phase(model: JointClassifier, phase: int, *,
+              frozen_bn: Literal["train", "eval", "learn"] = "train") -> None:
     """Train mode and requires_grad for the phase (0-based). The frozen module has requires_grad
     off; the frozen explainer (phase 1) is in eval mode, the frozen classifier (phase 2) in
-    ``frozen_bn`` mode ("train": BatchNorm on batch statistics, as the original)."""
+    ``frozen_bn`` mode ("train": BatchNorm on batch statistics, as the original; "learn": also
+    the BatchNorm weights and biases train)."""
     model.train()
     for module, trained in zip((model.net, model.explainer), trains(phase)):
-        module.train(trained or (module is model.net and frozen_bn == "train"))
+        module.train(trained or (module is model.net and frozen_bn != "eval"))
         module.requires_grad_(trained)
+    if frozen_bn == "learn" and PHASES[phase] == "explainer":
+        for p in batchnorm_parameters(model.net):
+            p.requires_grad_(True)
+
+
+def batchnorm_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The weights and biases of the BatchNorm layers in ``module``."""
+    return [p for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for p in m.parameters()]
 
 
 def train_joint(
@@ -314,6 +333,8 @@ def phase_optimizer(model: JointClassifier, cfg: JointModelConfig, phase: int) -
     for module, kind, lr, trained in zip((model.net, model.explainer), kinds, lrs, trains(phase)):
         if trained:
             by_kind.setdefault(kind, []).append({"params": list(module.parameters()), "lr": lr})
+    if cfg.frozen_bn == "learn" and PHASES[phase] == "explainer":  # the frozen classifier's BatchNorm
+        by_kind.setdefault(kinds[0], []).append({"params": batchnorm_parameters(model.net), "lr": lrs[0]})
     return _Optimizers([replace(cfg, optimizer=kind).optimizer_for(groups)
                         for kind, groups in by_kind.items()])
 
