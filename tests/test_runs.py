@@ -175,6 +175,7 @@ def test_a_full_disk_is_one_line_that_says_what_to_do(cfg, tmp_path, monkeypatch
     assert rc == 1, err
     (line,) = [x for x in err.splitlines() if x.strip()]
     assert "no space left on the device" in line and str(tmp_path) in line
+    assert re.search(r"\(writing \S+\.\w+\)", line), line  # the very file that did not fit
     assert "run the same command again" in line
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no temporary, no half file
 
