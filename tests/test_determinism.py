@@ -85,6 +85,7 @@ def test_two_runs_on_cuda_write_the_same_leaderboard(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "xaibench.cli", "run", str(cfg), "--out",
                                str(tmp_path / out), "--no-progress"], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        (board,) = (tmp_path / out).glob("*/*/scores.csv")
-        boards.append(board.read_bytes())
-    assert boards[0] == boards[1]
+        (scores,) = (tmp_path / out).glob("*/*/scores.csv")
+        boards.append({name: (scores.parent / name).read_bytes()
+                       for name in ("leaderboard.csv", "scores.csv")})
+    assert boards[0] == boards[1]  # the leaderboard and every per-image score, byte for byte
