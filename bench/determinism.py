@@ -13,8 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# What the cache key of a CUDA cell records about its kernels (plan.py imports this without torch,
+# so that this module is part of the executor's code hash and a change of policy changes the keys).
+CUDA_KERNELS = "deterministic"
 
 
 @contextmanager
@@ -24,6 +30,8 @@ def deterministic_cuda(device: str | torch.device) -> Iterator[None]:
     deterministic CUDA kernel warns, naming itself, and runs); cuBLAS gets a fixed workspace
     (``CUBLAS_WORKSPACE_CONFIG``, unless set already; it applies to cuBLAS handles created
     afterwards). Torch's settings are restored on exit. On the CPU: nothing to do."""
+    import torch
+
     if torch.device(device).type != "cuda":
         yield
         return

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from xaibench import keys
 from xaibench.config import Config, PluginSpec
+from xaibench.determinism import CUDA_KERNELS
 from xaibench.families import explains
 from xaibench.io import checksum_of, config_hash, is_valid
 from xaibench.plugins import build, resolved
@@ -178,7 +179,7 @@ def plan(config: Config) -> Plan:
     device, threads = resolve_device(config.run.device), run_threads(config.run.threads)
     compute = {"device": device.split(":")[0], "threads": threads}
     if device.startswith("cuda"):  # a run on CUDA uses torch's deterministic kernels (runner.py)
-        compute["cuda_kernels"] = "deterministic"
+        compute["cuda_kernels"] = CUDA_KERNELS
     run = config.run
 
     dataset = build(DATASETS.get(config.dataset.plugin), config.dataset.as_dict())

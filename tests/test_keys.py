@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from xaibench import config
+from xaibench.determinism import CUDA_KERNELS
 from xaibench.distributed import World
 from xaibench.execute import cell_status, execute
 from xaibench.plan import describe, plan
@@ -191,7 +192,7 @@ def test_a_cuda_run_keys_its_cells_by_its_deterministic_kernels(tmp_path, monkey
     monkeypatch.setattr(plan_module, "resolve_device", lambda name: "cuda")
     cuda = plan(config.load(str(path)))
     compute = [c for c in cuda.cells if c.kind != "data"]
-    assert compute and all(c.record.get("cuda_kernels") == "deterministic" for c in compute)
+    assert compute and all(c.record.get("cuda_kernels") == CUDA_KERNELS for c in compute)
     assert all("cuda_kernels" not in c.record for c in cpu.cells)
     assert all(a.key != b.key for a, b in zip(cpu.cells, cuda.cells) if a.kind != "data")
 

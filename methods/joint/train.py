@@ -268,9 +268,14 @@ def set_phase(model: JointClassifier, phase: int, *,
     for module, trained in zip((model.net, model.explainer), trains(phase)):
         module.train(trained or (module is model.net and frozen_bn != "eval"))
         module.requires_grad_(trained)
-    if frozen_bn == "learn" and PHASES[phase] == "explainer":
+    if batchnorm_learns(frozen_bn, phase):
         for p in batchnorm_parameters(model.net):
             p.requires_grad_(True)
+
+
+def batchnorm_learns(frozen_bn: str, phase: int) -> bool:
+    """Whether the frozen classifier's BatchNorm weights and biases train in ``phase`` (0-based)."""
+    return frozen_bn == "learn" and PHASES[phase] == "explainer"
 
 
 def batchnorm_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -333,7 +338,7 @@ def phase_optimizer(model: JointClassifier, cfg: JointModelConfig, phase: int) -
     for module, kind, lr, trained in zip((model.net, model.explainer), kinds, lrs, trains(phase)):
         if trained:
             by_kind.setdefault(kind, []).append({"params": list(module.parameters()), "lr": lr})
-    if cfg.frozen_bn == "learn" and PHASES[phase] == "explainer":  # the frozen classifier's BatchNorm
+    if batchnorm_learns(cfg.frozen_bn, phase):  # the frozen classifier's BatchNorm
         by_kind.setdefault(kinds[0], []).append({"params": batchnorm_parameters(model.net), "lr": lrs[0]})
     return _Optimizers([replace(cfg, optimizer=kind).optimizer_for(groups)
                         for kind, groups in by_kind.items()])
