@@ -7,8 +7,11 @@ per-image differences (zero differences dropped; scipy's exact null distribution
 samples, the normal approximation otherwise), Holm-corrected over the k(k-1)/2 pairs at
 ``ALPHA``. A method's rank interval is [1 + the number of methods significantly better than it,
 k - the number significantly worse]: methods that are not significantly different share ranks,
-and a method is alone at rank 1 only when it beats every other one. No resampling, so the ranks
-are the same on every run.
+and a method is alone at rank 1 only when it beats every other one. The ranks order methods by
+their means, and the signed-rank test orders them by their typical per-image difference; where
+the two disagree (a method better on most images but worse in the mean, through a few large
+differences) the pair counts as not significantly different, so a rank never claims an order the
+test contradicts. No resampling, so the ranks are the same on every run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ ALPHA = 0.05
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
+def _differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a - b`` over the images where both are finite, without the differences within 1e-9 of
+    the larger magnitude (float noise between equal maps is not evidence)."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = np.asarray(a, float)[ok], np.asarray(b, float)[ok]
+    d = a - b
+    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)), 1e-300)
+    return d[np.abs(d) > 1e-9 * scale]
+
+
 def paired_p(a: np.ndarray, b: np.ndarray, *, alternative: str = "two-sided") -> float:
     """Wilcoxon signed-rank p-value of ``a - b`` over the images where both are finite.
 
@@ -31,17 +44,29 @@ def paired_p(a: np.ndarray, b: np.ndarray, *, alternative: str = "two-sided") ->
     """
     from scipy.stats import wilcoxon
 
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = np.asarray(a, float)[ok], np.asarray(b, float)[ok]
-    d = a - b
-    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)), 1e-300)
-    d = d[np.abs(d) > 1e-9 * scale]
+    d = _differences(a, b)
     if len(d) == 0:
         return 1.0
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         p = float(wilcoxon(d, alternative=alternative).pvalue)
     return p if np.isfinite(p) else 1.0
+
+
+def signed_rank_sign(a: np.ndarray, b: np.ndarray) -> int:
+    """The direction the signed-rank test sees in ``a - b``: +1 when the positive differences
+    carry more rank (a tends to be larger), -1 when the negative ones do, 0 when balanced or no
+    difference is left (the same differences as :func:`paired_p`)."""
+    from scipy.stats import rankdata
+
+    d = _differences(a, b)
+    return int(np.sign((rankdata(np.abs(d)) * np.sign(d)).sum())) if len(d) else 0
+
+
+def column_means(table: pd.DataFrame) -> np.ndarray:
+    """Each method's (column's) mean over its finite images; NaN when it has none."""
+    return np.array([np.nanmean(c) if np.isfinite(c).any() else np.nan
+                     for c in table.to_numpy(float).T])
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:
@@ -56,8 +81,9 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
 
 def different(table: pd.DataFrame) -> np.ndarray:
     """[k, k] bool: the pairs of methods (columns of ``table``: images x methods) whose paired
-    difference is significant after Holm's correction over all pairs."""
-    values = table.to_numpy(dtype=float)
+    difference is significant after Holm's correction over all pairs, in the direction of their
+    means (a pair whose signed ranks point the other way than the means is not counted)."""
+    values, means = table.to_numpy(dtype=float), column_means(table)
     k = values.shape[1]
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
     out = np.zeros((k, k), dtype=bool)
@@ -65,7 +91,8 @@ def different(table: pd.DataFrame) -> np.ndarray:
         return out
     adjusted = holm(np.array([paired_p(values[:, i], values[:, j]) for i, j in pairs]))
     for (i, j), p in zip(pairs, adjusted):
-        out[i, j] = out[j, i] = p < ALPHA
+        agree = signed_rank_sign(values[:, i], values[:, j]) == np.sign(means[i] - means[j])
+        out[i, j] = out[j, i] = bool(p < ALPHA and agree)
     return out
 
 
@@ -90,29 +117,29 @@ def best_control(means: dict[str, float], *, higher: bool) -> str | None:
 def beats_controls(table: pd.DataFrame, controls: list[str], *,
                    higher: bool) -> tuple[str | None, dict[str, bool]]:
     """Whether each non-control method is significantly better than the best control (by mean):
-    one-sided Wilcoxon signed-rank test per method, Holm-corrected over the methods. Returns the
-    best control's name (None without controls) and method -> flag."""
+    a better mean and a one-sided Wilcoxon signed-rank test per method, Holm-corrected over the
+    methods. Returns the best control's name (None without controls) and method -> flag."""
     present = [c for c in controls if c in table.columns]
     if not present:
         return None, {}
     sign = 1 if higher else -1
-    best = best_control({c: float(np.nanmean(table[c].to_numpy(float))) for c in present},
-                        higher=higher)
+    means = dict(zip(table.columns, column_means(table)))
+    best = best_control({c: means[c] for c in present}, higher=higher)
     if best is None:
         return None, {}
     methods = [m for m in table.columns if m not in present]
     p = [paired_p(sign * table[m].to_numpy(float), sign * table[best].to_numpy(float),
                   alternative="greater") for m in methods]
     adjusted = holm(np.array(p)) if p else np.array([])
-    return best, {m: bool(q < ALPHA) for m, q in zip(methods, adjusted)}
+    return best, {m: bool(q < ALPHA and sign * (means[m] - means[best]) > 0)
+                  for m, q in zip(methods, adjusted)}
 
 
 def evidence(table: pd.DataFrame, controls: list[str], *, higher: bool) -> pd.DataFrame:
     """Per method (rows; ``table`` is images x methods of one model and metric): ``rank`` (best
     rank it may take), ``rank_worst`` and ``beats_controls`` (None for the controls themselves
     and when there is no control)."""
-    means = np.array([np.nanmean(c) if np.isfinite(c).any() else np.nan
-                      for c in table.to_numpy(float).T])
+    means = column_means(table)
     best, worst = rank_intervals(means, different(table), higher=higher)
     best[np.isnan(means)] = worst[np.isnan(means)] = np.nan  # undefined on every image: unranked
     _, beats = beats_controls(table, controls, higher=higher)

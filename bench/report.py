@@ -395,12 +395,13 @@ RANKING_RULE = (
     "rank (#) among the methods on that model; ↑ higher is better, ↓ lower is better. Ranks come "
     "from paired comparisons on the same images: for each model and metric every pair of methods "
     "is compared with a two-sided Wilcoxon signed-rank test of the per-image differences, "
-    "Holm-corrected over the pairs (5% family-wise). \"#2-4\" means the method may rank anywhere "
+    "Holm-corrected over the pairs (5% family-wise), and counted only when the test's direction "
+    "agrees with the means'. \"#2-4\" means the method may rank anywhere "
     "from 2 to 4: one method is significantly better and k-4 significantly worse; methods not "
     "significantly different share ranks. The mean rank averages the midpoints of these ranges. "
     "Controls ignore the model (random, edges, centre): a method should beat them; \"not better "
     "than X\" marks a method that is not significantly better than the best control X on that "
-    "metric (one-sided Wilcoxon signed-rank test, Holm over the methods). Parameters that differ "
+    "metric (a better mean and a one-sided Wilcoxon signed-rank test, Holm over the methods). Parameters that differ "
     "from a method's defaults are shown beside its name. Costs are measured in this run on this "
     "device and vary between runs.")
 

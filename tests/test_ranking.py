@@ -64,6 +64,25 @@ def test_float_noise_between_equal_maps_is_not_evidence():
     assert (board["x_rank"] == 1).all() and (board["x_rank_worst"] == 2).all()
 
 
+def test_a_pair_whose_signed_ranks_contradict_the_means_shares_ranks():
+    """Better on 44 of 48 images by a little, worse on 4 by a lot: the mean says worse, the
+    signed-rank test (significant) says better. The leaderboard claims neither order, and the
+    method does not "beat" a control whose mean is better (it did both before: a deletion column
+    of the reference run ranked integrated gradients #7 and flagged it as beating the controls)."""
+    base = noisy(7).normal(size=48)
+    skewed = base + np.where(np.arange(48) < 44, 0.1, -5.0)
+    assert ranking.paired_p(skewed, base) < 1e-3 and skewed.mean() < base.mean()
+    assert ranking.signed_rank_sign(skewed, base) == 1
+    board = board_of(long({"plain": base, "skewed": skewed}))
+    assert board[["x_rank", "x_rank_worst"]].to_numpy().tolist() == [[1, 2], [1, 2]]
+    board = board_of(long({"random": base, "skewed": skewed}), controls=["random"])
+    assert board.loc["skewed", "x_beats_controls"] is False
+    far = base + 1.0  # better on every image and in the mean: both orders agree
+    board = board_of(long({"plain": base, "skewed": skewed, "far": far}), controls=["plain"])
+    assert board.loc["far", "x_rank"] == board.loc["far", "x_rank_worst"] == 1
+    assert board.loc["far", "x_beats_controls"] is True
+
+
 def test_rank_ranges_are_not_transitive_cliques():
     # a > c and b > d significantly, neighbours not: ranges overlap like "1-2", "1-3", "2-4", "3-4"
     significant = np.array([[0, 0, 1, 1], [0, 0, 0, 1], [1, 0, 0, 0], [1, 1, 0, 0]], dtype=bool)
