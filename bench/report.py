@@ -401,9 +401,9 @@ RANKING_RULE = (
     "significantly different share ranks. The mean rank averages the midpoints of these ranges. "
     "Controls ignore the model (random, edges, centre): a method should beat them; \"not better "
     "than X\" marks a method that is not significantly better than the best control X on that "
-    "metric (a better mean and a one-sided Wilcoxon signed-rank test, Holm over the methods). Parameters that differ "
-    "from a method's defaults are shown beside its name. Costs are measured in this run on this "
-    "device and vary between runs.")
+    "metric (a better mean and a one-sided Wilcoxon signed-rank test, Holm over the methods). "
+    "Parameters that differ from a method's defaults are shown beside its name. Costs are "
+    "measured in this run on this device and vary between runs.")
 
 
 def agreement_parts(board: pd.DataFrame) -> list[str]:
