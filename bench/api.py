@@ -23,13 +23,17 @@ import torch
 from torch import nn
 
 from xaibench import keys
-from xaibench.classifier import Classifier
-from xaibench.config import ConfigError, parse
+from xaibench.check.guards import check_maps
+from xaibench.config import parse
 from xaibench.datasets import memory
-from xaibench.plugins import ParamError, build
+from xaibench.errors import ConfigError, ParamError
+from xaibench.models.classifier import Classifier
+from xaibench.models.families import explains
+from xaibench.models.sources import GivenModel, hold, outputs, release
+from xaibench.params import build
 from xaibench.registry import METHODS, RegistryError
-from xaibench.runner import run
-from xaibench.sources import GivenModel, hold, outputs, release
+from xaibench.report.render import render
+from xaibench.run.runner import run
 
 WHERE = "xaibench.evaluate"
 Data = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
@@ -183,7 +187,10 @@ def evaluate(model: nn.Module, data: Any, *, methods: Any, metrics: Any, mean: A
                    "models": {name: {"arch": f"{GivenModel.source}:{name}", "key": key}},
                    "methods": plugin_table("methods", methods), "metrics": plugin_table("metrics", metrics)}
             cfg = parse(raw, name="evaluate", source=WHERE)
-            return run(cfg, progress=progress, write_outputs=out is not None).leaderboard
+            result = run(cfg, progress=progress, write_outputs=out is not None)
+            if out is not None:
+                render(result.run_dir, seed=seed)
+            return result.leaderboard
     finally:
         memory.release(data_key)
         release(key)
@@ -198,7 +205,6 @@ def explain(model: nn.Module, images: torch.Tensor, targets: Any, method: str = 
     Raises:
         ConfigError: an unknown method or parameter, or a model the method cannot explain.
     """
-    from xaibench.execute import check_attributions
     from xaibench.methods.layers import model_family
 
     where = f"xaibench.explain: [methods.{method}]"
@@ -207,10 +213,10 @@ def explain(model: nn.Module, images: torch.Tensor, targets: Any, method: str = 
     except (RegistryError, ParamError) as exc:
         raise ConfigError(f"{where} {exc}") from None
     family = model_family(model)
-    if not explainer.supports_family(family):
+    if not explains(explainer, family=family):
         raise ConfigError(f"{where} method {method!r} cannot explain this model (a {family}): it "
                           f"needs {explainer.requirement}")
     targets = torch.as_tensor(targets, device=images.device).long().reshape(-1)
     maps = explainer.attribute(model, images, targets)
-    check_attributions(maps, images, method, 0)
+    check_maps(maps, images, method, 0)
     return maps

@@ -1,25 +1,24 @@
 """The ``xaibench`` command line: ``run``, ``leaderboard``, ``compare``, ``plot``, ``check``, ``list``.
 
-torch is deferred (:mod:`xaibench.lazy`): it is executed when a command first uses it, so
-``list`` and every error the config check finds without it (names, keys, types, ranges, an
-unwritable ``--out``) come in well under a second.
+torch is loaded lazily (:func:`load_torch_lazily`): ``import torch`` binds a module that is
+executed on its first use, so ``list`` and every error the config check finds without using torch (names,
+keys, types, ranges, an unwritable ``--out``) come in well under a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import json
 import os
 import sys
+import threading
+import types
 
-from xaibench import lazy
-from xaibench.plugins import ContractError, DataError
+from xaibench.errors import ConfigError, RunError
 from xaibench.registry import REGISTRIES, RegistryError
-
-# the figure kinds of xaibench.report.PLOTS (kept here so that --help needs no heavy import)
-PLOT_KINDS = ("curves", "aopc-steps", "aopc-grid", "gallery", "pompom", "agreement", "cost",
-              "tradeoff")
+from xaibench.report.figures import KINDS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="largest accepted difference of a model's test accuracy (default 0.05)")
 
     plot = sub.add_parser("plot", help="(re-)draw a run's plots from its files, and its report.md")
-    plot.add_argument("kind", choices=["all", *PLOT_KINDS],
-                      help="which figure; 'all' draws every one but tradeoff and rewrites "
+    plot.add_argument("kind", choices=["all", *KINDS],
+                      help="which figure (" + "; ".join(f"{k}: {v}" for k, v in KINDS.items()) +
+                           "); 'all' draws every one (tradeoff only once computed) and rewrites "
                            "report.md; 'tradeoff' recomputes forwards from the run's cache")
     plot.add_argument("run", metavar="RUN", help="a run folder (results/<dataset>/<run-id>)")
 
@@ -81,7 +81,7 @@ def _list(kind: str) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from xaibench.check import report
+    from xaibench.check.contract import report
 
     ok, text = report(args.kind, args.name)
     print(text)
@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, overrides, shown=shown)
 
     if args.dry_run:
-        from xaibench.plan import describe, plan
+        from xaibench.run.plan import describe, plan
 
         lines = describe(plan(cfg))
         print("\n".join(lines))
@@ -110,11 +110,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\n{todo} of {len(lines)} cells to compute, {len(lines) - todo} reused from the cache")
         return 0
 
-    from xaibench.runner import run
+    from xaibench.report.render import render
+    from xaibench.run.runner import run
 
     result = run(cfg, progress=not args.no_progress)
     if result.leaderboard is None:  # a torchrun process other than rank 0
         return 0
+    render(result.run_dir, seed=cfg.run.seed)
     board = result.leaderboard
     cols = ["model", "method", "accuracy", "mean_rank", *(c for c in board.columns if c.endswith("_mean"))]
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -131,8 +133,7 @@ def _run(args: argparse.Namespace) -> int:
 def _leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from xaibench.config import ConfigError
-    from xaibench.report import RunFolder
+    from xaibench.report.render import RunFolder
 
     runs = [RunFolder(Path(r)) for r in args.runs]  # checks every folder before any work
     names = [str(r.path) for r in runs]
@@ -140,27 +141,34 @@ def _leaderboard(args: argparse.Namespace) -> int:
         raise ConfigError("the same run folder was given twice; pass each run once")
     import pandas as pd
 
-    from xaibench import leaderboard as lb
-    from xaibench import plots
     from xaibench.config import check_writable
+    from xaibench.io import write_csv
+    from xaibench.leaderboard import agreement as ag
+    from xaibench.leaderboard.merge import merge_runs
+    from xaibench.report import plots
 
     out = Path(args.out)
     check_writable(out, f"--out {args.out}")
-    merged = lb.merge_runs({name: r.board for name, r in zip(names, runs)})
+    missing = [r.path for r in runs if r.scores is None]
+    if missing:
+        raise ConfigError(f"{missing[0]} has no scores.csv, which merged ranks are tested on; pass "
+                          f"a complete run folder (or run its config again)")
+    merged = merge_runs({n: r.board for n, r in zip(names, runs)}, {n: r.scores for n, r in zip(names, runs)})
     boards = pd.concat([r.board.assign(run=n) for n, r in zip(names, runs)], ignore_index=True)
-    matrix, methods = lb.agreement(boards), lb.agreement_methods(boards)
-    lb.write_csv(out / "merged_leaderboard.csv", merged)
-    lb.write_csv(out / "metric_agreement.csv", matrix.reset_index(names="metric"))
-    if lb.agreement_shown(matrix):
+    matrix, methods = ag.agreement(boards), ag.agreement_methods(boards)
+    write_csv(out / "merged_leaderboard.csv", merged)
+    write_csv(out / "metric_agreement.csv", matrix.reset_index(names="metric"))
+    if ag.agreement_shown(matrix):
         plots.agreement_heatmap(matrix, out / "metric_agreement.png", methods=methods,
                                 title=f"agreement between metrics over {len(runs)} run(s)")
-    cols = ["dataset", "model", "method", "runs", "accuracy_mean", "mean_rank_mean", "mean_rank_std"]
+    cols = ["dataset", "model", "method", "runs", "accuracy_mean", "mean_rank", "mean_rank_mean",
+            "mean_rank_std"]
     print(merged[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if lb.agreement_shown(matrix):
+    if ag.agreement_shown(matrix):
         print(f"\nKendall tau between metric rankings:\n{matrix.round(3).to_string()}")
         print(f"\nnumber of methods compared per (run, model) behind each cell:\n{methods.to_string()}")
     else:
-        print(f"\nmetric agreement left out: no (run, model) has {lb.MIN_AGREEMENT_METHODS} methods or "
+        print(f"\nmetric agreement left out: no (run, model) has {ag.MIN_AGREEMENT_METHODS} methods or "
               f"more scored on two metrics (Kendall tau from 3 methods can only be +-1/3 or +-1)")
     print(f"\nwrote {out / 'merged_leaderboard.csv'} and {out / 'metric_agreement.csv'}")
     return 0
@@ -169,13 +177,12 @@ def _leaderboard(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from xaibench.config import ConfigError
-    from xaibench.report import RunFolder
+    from xaibench.report.render import RunFolder
 
     if not 0 <= args.accuracy_tolerance <= 1:
         raise ConfigError(f"--accuracy-tolerance must be in [0, 1], got {args.accuracy_tolerance}")
     a, b = RunFolder(Path(args.reference)), RunFolder(Path(args.run))
-    from xaibench.leaderboard import compare_runs
+    from xaibench.leaderboard.merge import compare_runs
 
     table = compare_runs(a.board, b.board, accuracy_tolerance=args.accuracy_tolerance)
     acc, means = table[table["quantity"] == "accuracy"], table[table["quantity"] != "accuracy"]
@@ -198,9 +205,13 @@ def _compare(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from xaibench import report
+    from xaibench.report import render as report
 
     run = report.RunFolder(Path(args.run))
+    if args.kind == "tradeoff":
+        from xaibench.run.replay import replay_tradeoff
+
+        replay_tradeoff(run.path)
     if args.kind == "all":
         path = report.render(run.path)
         print(f"wrote the plots under {run.path / 'plots'} and {path}")
@@ -218,16 +229,48 @@ COMMANDS = {"list": lambda args: _list(args.kind), "leaderboard": _leaderboard, 
             "plot": _plot, "check": _check, "run": _run}
 
 
-def main(argv: list[str] | None = None) -> int:
-    lazy.defer()
-    args = _parser().parse_args(argv)
-    from xaibench.config import ConfigError
+# read without loading torch: what an import statement, ``inspect`` and ``importlib`` look at
+_METADATA = frozenset({"__class__", "__spec__", "__name__", "__file__", "__loader__", "__package__",
+                       "__cached__", "__dict__"})
 
+
+class _LazyModule(types.ModuleType):
+    """A module that is executed on first use of any attribute but its metadata (unlike the
+    standard library's ``importlib.util.LazyLoader``, whose module loads when the next ``import``
+    statement reads its ``__spec__``)."""
+
+    def __getattribute__(self, attr: str) -> object:
+        if attr in _METADATA:
+            return object.__getattribute__(self, attr)
+        with _LOCK:
+            if type(self) is _LazyModule:  # not executed by another thread meanwhile
+                self.__class__ = types.ModuleType
+                self.__spec__.loader.exec_module(self)
+        return getattr(self, attr)
+
+
+_LOCK = threading.RLock()
+
+
+def load_torch_lazily() -> None:
+    """From now on ``import torch`` binds a module that is executed on its first use, so a
+    command that never uses torch (``list``, a config error) never loads it (about 2 s).
+    Nothing happens when torch is imported already."""
+    if "torch" in sys.modules or (spec := importlib.util.find_spec("torch")) is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = _LazyModule
+    sys.modules["torch"] = module
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_torch_lazily()
+    args = _parser().parse_args(argv)
     try:
         rc = COMMANDS[args.command](args)
         sys.stdout.flush()  # a reader gone early shows here, not as an error at exit
         return rc
-    except (ConfigError, RegistryError, DataError, ContractError) as exc:
+    except (ConfigError, RegistryError, RunError) as exc:
         print(f"xaibench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,24 +14,28 @@ Every name is checked against the registries (from package metadata, without imp
 plugin) before any plugin is built; then every parameter is checked against the plugin's
 keyword-only constructor arguments and their type hints, and the plugins check their ranges.
 Any problem raises :class:`ConfigError` naming the file, the key and what is allowed.
+
+Each plugin is built once, here: the checked :class:`Config` carries the built dataset, methods
+and metrics (``PluginSpec.instance``), and the plan hands them to the run. Plugin modules import
+torch at their top only as ``import torch``; the command line loads torch lazily (the standard
+library's ``importlib.util.LazyLoader``), so these checks finish before torch is loaded unless a
+plugin uses it while being built. Layer names are checked last, on the architectures, with torch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import os
 import tempfile
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from xaibench import lazy
-from xaibench.families import explains
-from xaibench.plugins import ConfigError, ParamError, build
+from xaibench.errors import ConfigError, ParamError
+from xaibench.models.families import explains
+from xaibench.params import build
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS, Registry, RegistryError
 
 SECTIONS = ("run", "dataset", "models", "methods", "metrics")
@@ -75,12 +79,14 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class PluginSpec:
-    """One configured plugin: its id in the run, the registry name and its parameters."""
+    """One configured plugin: its id in the run, the registry name, its parameters as given and,
+    once the config is checked, the plugin built from them (the one instance the run uses)."""
 
     id: str
     plugin: str
     params: tuple[tuple[str, Any], ...] = ()
     models: tuple[str, ...] | None = None
+    instance: Any = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.params)
@@ -230,9 +236,10 @@ def _plugin_specs(section: str, raw: Any, registry: Registry, where: Where) -> l
     return specs
 
 
-def _built(spec: PluginSpec, registry: Registry, label: str, where: Where) -> Any:
+def _built(spec: PluginSpec, registry: Registry, label: str, where: Where) -> PluginSpec:
+    """``spec`` with its plugin built (keys, types and ranges checked)."""
     try:
-        return build(registry.get(spec.plugin), spec.as_dict())
+        return replace(spec, instance=build(registry.get(spec.plugin), spec.as_dict()))
     except ParamError as exc:
         raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc}") from None
 
@@ -292,33 +299,68 @@ def _models(raw: Any, dataset: Any, dataset_name: str, where: Where) -> list[Any
     return models
 
 
-def _check_methods(methods: list[PluginSpec], models: list[Any], where: Where) -> None:
+def _check_methods(methods: list[PluginSpec], models: list[Any], where: Where) -> list[PluginSpec]:
     """Every method builds and explains the models it is given (or at least one of them), by
     architecture name and, where known (from the name or the built model), by family."""
     archs = {m.id: m.arch for m in models}
     cfgs = {m.id: m for m in models}
+    built = []
     for spec in methods:
         label = f"methods.{spec.id}"
-        method = _built(spec, METHODS, label, where)
+        spec = _built(spec, METHODS, label, where)
+        method = spec.instance
         for mid in spec.models or ():
             if mid not in archs:
                 raise ConfigError(f"{where.at(label, 'models')}: [{label}] models: unknown model "
                                   f"{mid!r}; models in this config: {', '.join(archs)}")
-            if not explains(method, cfgs[mid]):
+            if not explains(method, cfgs[mid].arch, cfgs[mid].family):
                 raise ConfigError(f"{where.at(label, 'models')}: [{label}] method {spec.plugin!r} "
                                   f"cannot explain model {mid!r} ({archs[mid]}): it needs "
                                   f"{method.requirement}")
-        if spec.models is None and not any(explains(method, m) for m in models):
+        if spec.models is None and not any(explains(method, m.arch, m.family) for m in models):
             raise ConfigError(f"{where.at(label)}: [{label}] method {spec.plugin!r} applies to none of "
                               f"the models ({', '.join(f'{k}: {v}' for k, v in archs.items())}): "
                               f"it needs {method.requirement}")
+        built.append(spec)
+    return built
 
 
-def _check_metrics(metrics: list[PluginSpec], dataset: Any, dataset_name: str, where: Where) -> None:
+def applies(spec: PluginSpec, model_cfg: Any) -> bool:
+    """Whether the configured method explains this model (its ``models`` list and the arch)."""
+    return ((spec.models is None or model_cfg.id in spec.models)
+            and explains(spec.instance, model_cfg.arch, model_cfg.family))
+
+
+def _check_layers(methods: list[PluginSpec], models: list[Any], dataset: Any, where: Where) -> None:
+    """The layer names methods are given exist in the networks they explain: each trainable
+    architecture is built (untrained, on the CPU) and handed to ``Method.check_model``. Only
+    when some method names a layer; models loaded from elsewhere are checked when loaded."""
+    naming = [s for s in methods if getattr(s.instance, "layer", None) is not None]
+    if not naming:
+        return
+    size, classes = dataset.image_size, dataset.num_classes or 2
+    networks = {m.id: m.build(classes, size) for m in models if hasattr(m, "build")
+                and any(applies(s, m) for s in naming)}
+    for spec in naming:
+        for mid, network in networks.items():
+            if applies(spec, next(m for m in models if m.id == mid)):
+                try:
+                    spec.instance.check_model(network)
+                except ParamError as exc:
+                    label = f"methods.{spec.id}"
+                    raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc} (model "
+                                      f"{mid!r})") from None
+
+
+def _check_metrics(metrics: list[PluginSpec], dataset: Any, dataset_name: str,
+                   where: Where) -> list[PluginSpec]:
     """Every metric builds, has the masks it needs and fits the image size."""
+    built = []
     for spec in metrics:
         label = f"metrics.{spec.id}"
-        metric = _built(spec, METRICS, label, where)
+        spec = _built(spec, METRICS, label, where)
+        metric = spec.instance
+        built.append(spec)
         if metric.requires_masks and not dataset.has_masks:
             raise ConfigError(f"{where.at(label)}: [{label}] needs ground-truth masks, but dataset "
                               f"{dataset_name!r} has none; remove the metric or use a dataset "
@@ -327,6 +369,7 @@ def _check_metrics(metrics: list[PluginSpec], dataset: Any, dataset_name: str, w
             metric.check_image_size(*dataset.image_size)
         except ParamError as exc:
             raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc}") from None
+    return built
 
 
 def check_writable(out: str | Path, where: str = "[run] out") -> None:
@@ -376,48 +419,30 @@ def _sections(raw: dict[str, Any], where: Where) -> None:
             raise ConfigError(f"{where}: section [{section}] is missing or empty")
 
 
-def _quick_check(raw: dict[str, Any], where: Where) -> None:
-    """The checks of :func:`parse` that need no torch, first, with torch held back: the names of
-    every plugin, and the keys, types and ranges of every plugin whose module needs no torch (a
-    plugin that does, e.g. one whose module subclasses ``torch.nn.Module``, is left to the full
-    check: :class:`xaibench.lazy.TorchNeeded`). The same functions as the full check, so the
-    same messages, in well under a second when the command line deferred torch."""
-    with lazy.held_back():
-        _sections(raw, where)
-        checks = [functools.partial(_built, _dataset_spec(raw, where), DATASETS, "dataset", where)]
-        for section, registry in (("methods", METHODS), ("metrics", METRICS)):
-            checks += [functools.partial(_built, spec, registry, f"{section}.{spec.id}", where)
-                       for spec in _plugin_specs(section, raw[section], registry, where)]
-        _run_config(raw, where)
-        models = raw["models"] if isinstance(raw["models"], dict) else {}
-        checks += [functools.partial(_model, mid, values, where) for mid, values in models.items()]
-        for check in checks:
-            with contextlib.suppress(lazy.TorchNeeded):
-                check()
-
-
 def parse(raw: dict[str, Any], *, name: str, source: str | Where) -> Config:
-    """Check a raw config dict and return the frozen :class:`Config`.
+    """Check a raw config dict and return the frozen :class:`Config`, its plugins built.
 
-    Names are checked first, from package metadata only (fast, no plugin imported), then every
-    parameter's type and range and the rules across sections; everything that needs no torch
-    comes before anything that does (:func:`_quick_check`).
+    Names are checked first, from package metadata only (no plugin imported), then every
+    parameter's type and range and the rules across sections; the checks that need torch (layer
+    names on the architectures, CUDA's availability) come last.
 
     Raises:
         ConfigError: on the first problem found, naming ``source`` (or the ``--set`` argument that
             set the key), the section and key.
     """
     where = source if isinstance(source, Where) else Where(source)
-    _quick_check(raw, where)
+    _sections(raw, where)
     dataset_spec = _dataset_spec(raw, where)
     methods = _plugin_specs("methods", raw["methods"], METHODS, where)
     metrics = _plugin_specs("metrics", raw["metrics"], METRICS, where)
     run = _run_config(raw, where)
-    dataset = _built(dataset_spec, DATASETS, "dataset", where)
+    dataset_spec = _built(dataset_spec, DATASETS, "dataset", where)
+    dataset = dataset_spec.instance
     models = _models(raw["models"], dataset, dataset_spec.plugin, where)
-    _check_methods(methods, models, where)
-    _check_metrics(metrics, dataset, dataset_spec.plugin, where)
-    _check_cuda(run, where)  # CUDA availability last: it imports torch
+    methods = _check_methods(methods, models, where)
+    metrics = _check_metrics(metrics, dataset, dataset_spec.plugin, where)
+    _check_layers(methods, models, dataset, where)
+    _check_cuda(run, where)
     return Config(name=name, source=where.source, run=run, dataset=dataset_spec, models=tuple(models),
                   methods=tuple(methods), metrics=tuple(metrics), raw=raw)
 

@@ -20,12 +20,6 @@ from typing import IO, Any
 import torch
 
 
-def config_hash(*parts: Any, length: int = 12) -> str:
-    """A stable short hash of JSON-serialisable parts (key order does not matter)."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:length]
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -56,6 +50,11 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_csv(path: Path, frame: Any) -> None:
+    """A pandas DataFrame as CSV (numbers to 6 significant digits, no index), atomically."""
+    write_text(path, frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
 
 
 def write_json(path: Path, obj: Any) -> None:

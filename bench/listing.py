@@ -1,11 +1,9 @@
 """What ``xaibench list`` prints: every registered plugin's name, its one-line description and the
 attributes that matter for its kind, without importing torch.
 
-Each plugin class is imported with torch held back (:mod:`xaibench.lazy`), which takes
-milliseconds for a module whose only module-level use of torch is ``import torch``. A class whose
-module needs torch to import (e.g. it subclasses ``torch.nn.Module``) is read from its source
-instead: its docstring and the attributes assigned literally in its body; only when the source
-does not tell is torch imported, and the class with it.
+Each plugin is read from its module's source (its class docstring and the attributes assigned
+literally in its body), which needs no import at all; only a plugin whose source does not tell
+(an attribute inherited or computed) is imported, with torch if its module needs it.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from __future__ import annotations
 import ast
 from importlib import metadata
 
-from xaibench import lazy
 from xaibench.keys import module_file
 from xaibench.registry import REGISTRIES, Registry, description, first_line
 
@@ -21,13 +18,13 @@ ATTRIBUTES = {"methods": ("reduction",), "metrics": ("higher_is_better", "requir
               "datasets": (), "models": ()}
 
 
-def summary(registry: Registry, name: str, attributes: tuple[str, ...]) -> tuple[str, dict] | None:
-    """(description, {attribute: value}) of plugin ``name``, inside :func:`xaibench.lazy.held_back`;
-    None when only the class imported with torch can tell."""
-    try:
-        plugin = registry.get(name)
-    except lazy.TorchNeeded:
-        return from_source(registry.entry_point(name), attributes)
+def summary(registry: Registry, name: str, attributes: tuple[str, ...]) -> tuple[str, dict]:
+    """(description, {attribute: value}) of plugin ``name``: from its source when the source tells,
+    else from the imported class."""
+    found = from_source(registry.entry_point(name), attributes)
+    if found is not None:
+        return found
+    plugin = registry.get(name)
     return description(plugin), {a: getattr(plugin, a, None) for a in attributes}
 
 
@@ -59,11 +56,7 @@ def from_source(ep: metadata.EntryPoint | None, attributes: tuple[str, ...]) -> 
 def lines(kind: str) -> list[str]:
     """One line per plugin of ``kind`` ("methods", "metrics", "datasets", "models")."""
     registry, attributes = REGISTRIES[kind], ATTRIBUTES[kind]
-    with lazy.held_back(execute=False):  # torch is executed below only if a summary needs it
-        found = {name: summary(registry, name, attributes) for name in registry.names()}
-    if None in found.values():
-        lazy.execute_deferred()
-    rows = [(name, *(found[name] or summary(registry, name, attributes))) for name in found]
+    rows = [(name, *summary(registry, name, attributes)) for name in registry.names()]
     width = max((len(name) for name, _, _ in rows), default=0)
     out = []
     for name, text, attrs in rows:

@@ -1,18 +1,15 @@
-"""Base classes and parameter checking shared by every plugin (methods, metrics, datasets).
-
-A plugin's hyperparameters are the keyword-only arguments of its ``__init__``, with type hints;
-the config loader checks every TOML value against those hints before building the plugin, and
-the plugin checks ranges in ``__init__`` with :func:`check_range` / :func:`check_choice`.
-"""
+"""The plugin author's API: the base classes of methods, metrics and datasets, and the helpers a
+plugin's ``__init__`` uses to check its ranges (:func:`check_range`, :func:`check_choice`,
+:class:`ParamError`). Parameters are declared as keyword-only ``__init__`` arguments with type
+hints (:mod:`xaibench.params`)."""
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
+
+from xaibench.errors import ConfigError, ContractError, DataError, ParamError, RunError
+from xaibench.params import check_choice, check_range
 
 if TYPE_CHECKING:  # torch is imported by the plugins themselves, not by config checking
     from pathlib import Path
@@ -21,150 +18,8 @@ if TYPE_CHECKING:  # torch is imported by the plugins themselves, not by config 
 
     from xaibench.datasets.splits import Splits
 
-
-class ParamError(ValueError):
-    """A hyperparameter with a wrong type or an out-of-range value.
-
-    Args:
-        key: the parameter's name.
-        problem: what is wrong and what is allowed.
-    """
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
-
-
-class ConfigError(ValueError):
-    """A config that cannot run: names the file, the key and what is allowed."""
-
-
-class ContractError(RuntimeError):
-    """A plugin broke its contract at run time (e.g. a method left the model changed): the message
-    says what, in plain words (:mod:`xaibench.contract`)."""
-
-
-class DataError(ValueError):
-    """Data on disk that cannot be loaded: the message names the file (or folder) and the fix.
-
-    Raised by dataset plugins at load time (a missing, unreadable or truncated image, a mask of
-    another size than its image, a label outside the class list, an empty class folder, ...).
-    """
-
-
-def check_range(
-    key: str, value: float, *, low: float | None = None, high: float | None = None
-) -> None:
-    """Raise ParamError unless ``low <= value <= high`` (either bound optional)."""
-    if (low is not None and value < low) or (high is not None and value > high):
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ParamError(key, f"must be in [{lo}, {hi}], got {value!r}")
-
-
-def check_choice(key: str, value: Any, choices: typing.Iterable[Any]) -> None:
-    """Raise ParamError unless ``value`` is one of ``choices``."""
-    choices = list(choices)
-    if value not in choices:
-        raise ParamError(key, f"must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-# -- type checking of config values against type hints -----------------------------------------
-
-
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(hint))
-    if origin in (tuple, list):
-        return f"a list of {_describe(typing.get_args(hint)[0])}"
-    if hint is type(None):
-        return "none (omit the key)"
-    return getattr(hint, "__name__", str(hint))
-
-
-def coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check a TOML value against a type hint and return it in the hinted type.
-
-    ints are accepted for floats; lists become tuples for ``tuple[X, ...]`` hints.
-
-    Raises:
-        ParamError: naming the key, the expected type and the value received.
-    """
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin is Literal:
-        check_choice(key, value, typing.get_args(hint))
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return coerce(key, value, option)
-            except ParamError:
-                continue
-        raise ParamError(key, f"expected {_describe(hint)}, got {value!r}")
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ParamError(key, f"expected {_describe(hint)}, got {value!r}")
-        (item,) = typing.get_args(hint)[:1]
-        items = [coerce(key, v, item) for v in value]
-        return tuple(items) if origin is tuple else items
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is type(None):
-        if value is None:
-            return value
-    elif isinstance(hint, type) and isinstance(value, hint):
-        return value
-    raise ParamError(key, f"expected {_describe(hint)}, got {value!r}")
-
-
-def parameters(cls: type) -> dict[str, tuple[Any, Any]]:
-    """The keyword-only hyperparameters of ``cls``: name -> (type hint, default). A dataclass's
-    hints are resolved per field in the module of the class that declares it (inherited
-    settings, e.g. the perturbation engine's, keep their own module's names)."""
-    hints = typing.get_type_hints(cls if dataclasses.is_dataclass(cls) else cls.__init__)
-    params = {}
-    for name, p in inspect.signature(cls.__init__).parameters.items():
-        if p.kind is inspect.Parameter.KEYWORD_ONLY:
-            params[name] = (hints.get(name, Any), p.default)
-    return params
-
-
-def resolved(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """Every declared parameter of ``cls`` with its value: the checked value from ``values``, or
-    the default (for cache keys and manifests: defaults included, nothing listed by hand)."""
-    return {key: coerce(key, values[key], hint) if key in values else default
-            for key, (hint, default) in parameters(cls).items()}
-
-
-def build(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate ``cls`` from config values after checking names and types.
-
-    Raises:
-        ParamError: an unknown key (listing the allowed ones), a missing required key, a wrong
-            type, or an out-of-range value reported by the plugin itself.
-    """
-    params = parameters(cls)
-    for key in values:
-        if key not in params:
-            allowed = ", ".join(sorted(params)) or "(no parameters)"
-            raise ParamError(key, f"unknown key; allowed keys: {allowed}")
-    kwargs = {}
-    for key, (hint, default) in params.items():
-        if key in values:
-            kwargs[key] = coerce(key, values[key], hint)
-        elif default is inspect.Parameter.empty:
-            raise ParamError(key, f"required key missing ({_describe(hint)})")
-    return cls(**kwargs)
+__all__ = ["ConfigError", "ContractError", "DataError", "Dataset", "Method", "Metric", "MetricOutput",
+           "ParamError", "RunError", "check_choice", "check_range"]
 
 
 # -- plugin bases --------------------------------------------------------------------------------
@@ -175,7 +30,7 @@ class Method:
 
     Subclasses set ``reduction`` (how channels become one map), ``uses_model`` (False for
     controls that ignore the model) and implement :meth:`attribute`. A method that cannot explain
-    every model narrows ``families`` (see :mod:`xaibench.families`: "cnn", "vit") and states
+    every model narrows ``families`` (see :mod:`xaibench.models.families`: "cnn", "vit") and states
     ``requirement`` in words; one that needs particular architectures also overrides
     :meth:`supports`.
     """
@@ -188,11 +43,11 @@ class Method:
     def supports(self, arch: str) -> bool:
         """Whether this method can explain models of architecture ``arch`` (config-time check).
 
-        By default: whether the architecture's family (:func:`xaibench.families.arch_family`) is
+        By default: whether the architecture's family (:func:`xaibench.models.families.arch_family`) is
         one of ``families``; a name whose family only the built model can tell passes here and
         is checked with :meth:`supports_family` once the model is built.
         """
-        from xaibench.families import arch_family
+        from xaibench.models.families import arch_family
 
         family = arch_family(arch)
         return family is None or self.supports_family(family)
@@ -201,6 +56,11 @@ class Method:
         """Whether this method can explain models of ``family`` ("cnn", "vit"; from
         ``xaibench.methods.layers.model_family(model)`` for a built model)."""
         return family in self.families
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Raise ParamError when this method's settings do not fit a built (untrained) network of
+        the configured architecture, e.g. a layer it does not have (the config check calls it
+        for methods given a ``layer``, before any training)."""
 
     @property
     def passes_per_image(self) -> int | None:
@@ -234,12 +94,15 @@ class Metric:
     per score key (e.g. ``{"lerf": False}``), and ``None`` there marks an informational column
     that the leaderboard reports but does not rank. A metric with ``needs_method`` (e.g. a
     sanity check that recomputes maps) gets the method as ``evaluate(..., method=method)``.
+    ``figures`` names the report's figures drawn for the metric's scores or curves (kinds of
+    :data:`xaibench.report.figures.KINDS`, e.g. ``("aopc-steps", "aopc-grid")``).
     """
 
     higher_is_better: ClassVar[bool] = True
     directions: ClassVar[dict[str, bool | None]] = {}
     requires_masks: ClassVar[bool] = False
     needs_method: ClassVar[bool] = False  # evaluate() also takes method= (it recomputes maps)
+    figures: ClassVar[tuple[str, ...]] = ()  # the report's figure kinds drawn for this metric
 
     @classmethod
     def direction(cls, key: str) -> bool | None:

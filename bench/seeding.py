@@ -1,12 +1,23 @@
-"""Per-image seeds: randomised methods draw the same noise for an image whatever batch it is in."""
+"""Seeds: the one place where seeds are derived from the run's seed (per shard, per training
+phase, per image), so randomised methods draw the same noise for an image whatever batch it is
+in, and every random draw of a run follows from ``[run] seed``."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+
+def derive_seed(*parts: object, digits: int = 12) -> int:
+    """A seed derived from ``parts`` (the run's seed and what the draw is for, e.g. ``(seed,
+    shard)`` or ``("phase-order", seed, phase)``): the first ``digits`` hex digits of the SHA-256
+    of their JSON. Stable across processes, machines and versions."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return int(hashlib.sha256(blob).hexdigest()[:digits], 16)
 
 
 def image_seed(seed: int, image: torch.Tensor) -> int:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from xaibench.metrics.perturbation import patch_order, perturbation_curves
-from xaibench.models import ModelConfig, build_model
+from xaibench.models.configs import ModelConfig, build_model
 
 CASES = {  # name -> arch, image size, images, batch (= chunk), patch size, steps, device
     "cpu": ("resnet18", 64, 32, 32, 8, 16, "cpu"),

@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from xaibench import config as xconfig
-from xaibench.execute import load_data, load_model
 from xaibench.methods.joint.train import JointModelConfig
 from xaibench.metrics.pompom import pompom
 from xaibench.metrics.relevance_mass import relevance_mass
-from xaibench.plan import plan
+from xaibench.run.execute import load_data, load_model
+from xaibench.run.plan import plan
 
 
 def main() -> None:

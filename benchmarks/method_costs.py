@@ -20,8 +20,8 @@ import time
 import torch
 
 from xaibench.methods.layers import model_family
-from xaibench.models import ModelConfig, build_model
-from xaibench.plugins import build
+from xaibench.models.configs import ModelConfig, build_model
+from xaibench.params import build
 from xaibench.registry import METHODS
 
 # method -> (images timed, parameter overrides for the timing, factor to the default settings)

@@ -21,7 +21,8 @@ import torch
 
 from xaibench.methods.fgvis import FGVis
 from xaibench.methods.inverse import Inverse
-from xaibench.models import Classifier, ModelConfig, build_model
+from xaibench.models.classifier import Classifier
+from xaibench.models.configs import ModelConfig, build_model
 
 
 def make_model(arch: str, size: int, device: torch.device) -> Classifier:

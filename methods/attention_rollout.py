@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from xaibench.methods.layers import attention_modules, has_class_token, prefix_tokens, token_grid
-from xaibench.modelstate import eval_mode
+from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method
 
 Fusion = Literal["mean", "max", "min"]

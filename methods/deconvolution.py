@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from xaibench.modelstate import eval_mode
+from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from xaibench.modelstate import eval_mode
+from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
 
 if TYPE_CHECKING:  # zennit (and torchvision) are imported where used: torch stays deferred

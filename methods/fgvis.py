@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from xaibench.modelstate import eval_mode
+from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method, check_choice, check_range
 
 

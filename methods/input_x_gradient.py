@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from xaibench.modelstate import eval_mode
+from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from xaibench.modelstate import eval_mode
+from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
 
 Baseline = Literal["black", "gray", "white", "mean"]

@@ -130,7 +130,7 @@ def family_of(model: torch.nn.Module) -> tuple[str, str, torch.nn.Module]:
 
 def model_family(model: torch.nn.Module) -> str:
     """The family of a built model: "vit" when it holds a vision-transformer backbone, else
-    "cnn" (see :mod:`xaibench.families`)."""
+    "cnn" (see :mod:`xaibench.models.families`)."""
     return family_of(model)[0]
 
 

@@ -58,6 +58,7 @@ class AOPC(EngineSettings, CurveMetric):
 
     higher_is_better = True
     directions: ClassVar[dict[str, bool | None]] = {"lerf": False, "gap": True}
+    figures: ClassVar[tuple[str, ...]] = ("aopc-steps", "aopc-grid")
 
     patch_size: int = 8
     steps: int = 16

@@ -75,6 +75,7 @@ class POMPOM(Metric):
     higher_is_better = False
     requires_masks = True
     directions: ClassVar[dict[str, bool | None]] = {"scaled_by_abs_max": None}
+    figures: ClassVar[tuple[str, ...]] = ("bars",)
 
     def __init__(self, *, eps: float = 1e-6, images: Literal["all", "positives"] = "all") -> None:
         check_range("eps", eps, low=0.0, high=1.0)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from xaibench.check import tiny_joint, tiny_net, tiny_resnet, tiny_vit
-from xaibench.models import Classifier
+from xaibench.check.zoo import tiny_joint, tiny_net, tiny_resnet, tiny_vit
+from xaibench.models.classifier import Classifier
 
 __all__ = ["tiny_joint", "tiny_net", "tiny_resnet", "tiny_vit"]  # the package's tiny models
 

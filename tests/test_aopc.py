@@ -8,7 +8,8 @@ from torch import nn
 
 from xaibench.metrics.aopc import AOPC
 from xaibench.metrics.perturbation import aopc, perturbation_curves
-from xaibench.plugins import ParamError, build
+from xaibench.params import build
+from xaibench.plugins import ParamError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

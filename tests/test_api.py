@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import xaibench
-from xaibench.config import ConfigError
+from xaibench.errors import ConfigError
 
 from .conftest import tiny_net
 

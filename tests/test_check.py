@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import xaibench
-from xaibench.check import check_method, method_problems, report
+from xaibench.check.contract import check_method, method_problems, report
 from xaibench.cli import main
-from xaibench.plugins import ContractError, Method
+from xaibench.errors import ContractError
+from xaibench.plugins import Method
 from xaibench.registry import METHODS
 
 from .conftest import tiny_net
@@ -122,10 +123,10 @@ def test_the_run_stops_when_a_method_changes_the_model(registered):
 
 
 def test_the_runner_refuses_a_method_for_the_family_of_a_built_model():
-    from xaibench.check import tiny_vit
-    from xaibench.config import ConfigError
-    from xaibench.contract import ensure_explains
-    from xaibench.plugins import build
+    from xaibench.check.guards import ensure_explains
+    from xaibench.check.zoo import tiny_vit
+    from xaibench.errors import ConfigError
+    from xaibench.params import build
 
     method = build(METHODS.get("deep_taylor"), {})
     with pytest.raises(ConfigError, match=r"\[methods.lrp\] cannot explain model 'mine' \(a vit\)"):

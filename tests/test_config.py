@@ -6,7 +6,7 @@ from importlib import resources
 import pytest
 
 from xaibench.config import ConfigError, apply_overrides, load, parse, shipped_configs
-from xaibench.plugins import build
+from xaibench.params import build
 from xaibench.registry import DATASETS
 
 from .datafiles import write_folder, write_imagenet_hvz, write_nih_cervix, write_oxford_pets

@@ -6,10 +6,11 @@ from typing import Any
 import pytest
 import torch
 
-from xaibench import contract
-from xaibench.check import QUICK, method_problems, metric_problems
+from xaibench.check import guards as contract
+from xaibench.check.contract import QUICK, method_problems, metric_problems
 from xaibench.methods.layers import model_family
-from xaibench.plugins import MetricOutput, build, parameters
+from xaibench.params import build, parameters
+from xaibench.plugins import MetricOutput
 from xaibench.registry import METHODS, METRICS
 
 from .conftest import tiny_joint, tiny_net, tiny_resnet, tiny_vit
@@ -63,7 +64,7 @@ def applicable(name, factory=tiny_net):
 
 
 def check_method(name, model, x, y, params=None):
-    """Run method ``name`` on ``model``; check the whole contract (xaibench.check, the checks
+    """Run method ``name`` on ``model``; check the whole contract (xaibench.check.contract, the checks
     `xaibench check method` runs); return the maps."""
     maps, problems = method_problems(lambda: build(METHODS.get(name), params or {}), model, x, y)
     assert not problems, "; ".join(problems)

@@ -21,8 +21,9 @@ from xaibench.datasets.imagenet_hvz import ImagenetHVZ
 from xaibench.datasets.nih_cervix import NIHCervix
 from xaibench.datasets.oxford_pets import BREEDS, OxfordPets
 from xaibench.datasets.splitting import allocate, grouped_split, stratified_split
+from xaibench.errors import DataError
 from xaibench.io import load_checked
-from xaibench.plugins import DataError, ParamError
+from xaibench.plugins import ParamError
 
 from .datafiles import (
     ILSVRC_LABELS,

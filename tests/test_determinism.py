@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from xaibench.determinism import deterministic_cuda
+from xaibench.run.determinism import deterministic_cuda
 
 
 def settings():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from xaibench.plugins import parameters
+from xaibench.params import parameters
 from xaibench.registry import REGISTRIES, Registry, description
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -164,7 +164,8 @@ def test_sphinx_references_resolve_and_a_missing_target_does_not():
     package = griffe.load("xaibench", resolve_aliases=False)
     method = package["plugins.Method"]
     assert refs.resolve(package, method, "attribute") == "xaibench.plugins.Method.attribute"
-    assert refs.resolve(package, method, "xaibench.families.arch_family") == "xaibench.families.arch_family"
+    target = "xaibench.models.families.arch_family"
+    assert refs.resolve(package, method, target) == target
     assert refs.resolve(package, package["api"], "model_key") == "xaibench.api.model_key"
     assert refs.resolve(package, method, "no_such_function") is None
     assert refs.split_items("Args:\n    a, b: text\n        more.\n    c: x") == \

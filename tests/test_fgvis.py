@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from xaibench.methods.fgvis import FGVis, activation_defense, fgvis_masks, recorded_activations
-from xaibench.modelstate import eval_mode
+from xaibench.models.modelstate import eval_mode
 
 from .conftest import tiny_net
 

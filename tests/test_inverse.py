@@ -19,8 +19,10 @@ from xaibench.methods.inverse import (
     run_block,
     supported_archs,
 )
-from xaibench.models import Classifier, ModelConfig, build_model
-from xaibench.tradeoff import activation_amount, plot_tradeoff, tradeoff_table
+from xaibench.models.classifier import Classifier
+from xaibench.models.configs import ModelConfig, build_model
+from xaibench.report.plots import tradeoff as plot_tradeoff
+from xaibench.run.replay import activation_amount, tradeoff_table
 
 from .conftest import tiny_joint, tiny_resnet
 

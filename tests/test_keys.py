@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from xaibench import config
-from xaibench.determinism import CUDA_KERNELS
-from xaibench.distributed import World
-from xaibench.execute import cell_status, execute
-from xaibench.plan import describe, plan
-from xaibench.plugins import parameters
+from xaibench.params import parameters
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS
+from xaibench.run.determinism import CUDA_KERNELS
+from xaibench.run.distributed import World
+from xaibench.run.execute import cell_status, execute
+from xaibench.run.plan import describe, plan
 
 CONFIG = """
 [run]
@@ -184,7 +184,7 @@ def test_run_settings_that_do_not_change_results_keep_every_cell(tmp_path):
 def test_a_cuda_run_keys_its_cells_by_its_deterministic_kernels(tmp_path, monkeypatch):
     """A cell computed on CUDA records that it used torch's deterministic kernels: results cached
     by a CUDA run without them (before they were asked for) are not reused, and CPU keys stay."""
-    import xaibench.plan as plan_module
+    import xaibench.run.plan as plan_module
 
     path = tmp_path / "keys.toml"
     path.write_text(CONFIG)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from xaibench.config import ConfigError, parse
-from xaibench.leaderboard import score_frames, summarise
-from xaibench.plugins import Dataset, build
+from xaibench.leaderboard.tables import score_frames, summarise
+from xaibench.params import build
+from xaibench.plugins import Dataset
 from xaibench.registry import DATASETS, METRICS
 
 from .conftest import tiny_net
@@ -149,7 +150,7 @@ def test_metrics_that_need_masks_fail_at_config_time_without_them(name):
 
 
 def test_aopc_after_l_steps_by_hand():
-    from xaibench.plots import aopc_by_steps
+    from xaibench.report.plots import aopc_by_steps
 
     curves = pd.DataFrame({"model": "m", "method": "a", "index": 0, "step": [2, 0, 1],
                            "value": [0.0, 1.0, 0.5]})  # f = 1, 0.5, 0 (rows out of order)
@@ -158,7 +159,7 @@ def test_aopc_after_l_steps_by_hand():
 
 
 def test_metric_agreement_is_kendall_tau_with_directions():
-    from xaibench.leaderboard import agreement
+    from xaibench.leaderboard.tables import agreement
 
     # four methods: the fewest the agreement uses (tau from 3 can only be +-1/3 or +-1)
     board = pd.DataFrame({"dataset": "d", "model": "m", "method": ["a", "b", "c", "d"],

@@ -13,9 +13,10 @@ from zennit.rules import ZBox, ZPlus
 from zennit.torchvision import ResNetCanonizer
 from zennit.types import Convolution
 
+from xaibench.check.guards import MethodError
+from xaibench.check.guards import check_maps as check_attributions
 from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split
-from xaibench.execute import MethodError, check_attributions, explain_shard
 from xaibench.methods.center import Center
 from xaibench.methods.deep_taylor import DeepTaylor, input_layer, pixel_bounds
 from xaibench.methods.gradcam import GradCAM
@@ -26,8 +27,9 @@ from xaibench.methods.random import RandomMap
 from xaibench.methods.rise import RISE, rise_grids, rise_masks
 from xaibench.methods.smoothgrad import SmoothGrad
 from xaibench.methods.sobel import Sobel
-from xaibench.models import Classifier
+from xaibench.models.classifier import Classifier
 from xaibench.plugins import Method, ParamError
+from xaibench.run.execute import explain_shard
 
 from .conftest import tiny_joint, tiny_net, tiny_resnet
 

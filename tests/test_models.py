@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from xaibench.datasets.synthetic import Synthetic
-from xaibench.models import ModelConfig, build_model, obtain_model, recalibrate_batchnorm
+from xaibench.models.configs import ModelConfig, build_model
+from xaibench.models.training import obtain_model, recalibrate_batchnorm
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from xaibench.metrics.mprt import MPRT, cascade, checkpoints, randomise, units
-from xaibench.plugins import build
+from xaibench.params import build
 from xaibench.registry import METHODS
 
 from .conftest import tiny_resnet

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from xaibench import leaderboard as lb
-from xaibench import ranking, report
+from xaibench.leaderboard import ranking
+from xaibench.leaderboard import tables as lb
+from xaibench.report import render as report
 
 
 def long(values: dict[str, np.ndarray], *, model: str = "m", metric: str = "x",
@@ -216,7 +217,7 @@ def test_agreement_is_left_out_below_four_methods(tmp_path):
     assert (lb.agreement_methods(four) == "4").all().all()
     parts = report.agreement_parts(four)
     assert "1.00 (n=4)" in parts[-1]
-    from xaibench import plots
+    from xaibench.report import plots
 
     plots.agreement_heatmap(lb.agreement(four), tmp_path / "a.png", title="t",
                             methods=lb.agreement_methods(four))
@@ -234,7 +235,7 @@ def test_agreement_states_the_range_of_methods_over_models():
 
 def test_gallery_takes_every_class_round_robin_regions_first():
     from xaibench.datasets.splits import Split
-    from xaibench.execute import gallery_indices
+    from xaibench.run.execute import gallery_indices
 
     labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 0])
     masks = torch.zeros(8, 4, 4, dtype=torch.bool)
@@ -257,7 +258,7 @@ def test_curve_bands_are_the_leaderboards_bootstrap():
 
 
 def test_controls_are_grey_and_dashed():
-    from xaibench.plots import line_styles
+    from xaibench.report.plots import line_styles
 
     styles = line_styles(["gradcam", "random", "saliency", "center"], ["random", "center"])
     assert list(styles)[:2] == ["gradcam", "saliency"]

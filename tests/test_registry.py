@@ -105,19 +105,20 @@ def test_builtins_are_listed_as_entry_points_of_the_distribution():
 def plugin_classes() -> dict[type, Registry]:
     """Every plugin class the package defines -> the registry that must resolve it: the Method,
     Metric and Dataset subclasses of every module under xaibench.methods, xaibench.metrics and
-    xaibench.datasets, and the model configs (of xaibench.models, xaibench.sources and the joint
-    model), leaving out the bases other classes of the package derive from (e.g. CurveMetric)."""
+    xaibench.datasets, and the model configs (of xaibench.models.configs, xaibench.models.sources
+    and the joint model), leaving out the bases other classes of the package derive from (e.g.
+    CurveMetric)."""
     import importlib
     import pkgutil
 
     from xaibench import datasets as datasets_package
     from xaibench import methods, metrics
-    from xaibench.models import BackboneConfig
+    from xaibench.models.configs import BackboneConfig
+    from xaibench.models.sources import EvaluatedModel
     from xaibench.plugins import Dataset, Method, Metric
     from xaibench.registry import MODELS
-    from xaibench.sources import EvaluatedModel
 
-    names = ["xaibench.models", "xaibench.sources"]
+    names = ["xaibench.models.configs", "xaibench.models.sources"]
     for package in (methods, metrics, datasets_package):
         names += [m.name for m in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
     bases = {Method: METHODS, Metric: METRICS, Dataset: DATASETS, BackboneConfig: MODELS,
@@ -145,10 +146,10 @@ def test_every_plugin_module_of_the_package_is_reachable_by_its_name():
     classes = plugin_classes()
     by_name = {f"{c.__module__}:{c.__qualname__}" for c in classes}
     assert {"xaibench.methods.gradcam:GradCAM", "xaibench.metrics.aopc:AOPC",
-            "xaibench.datasets.synthetic:Synthetic", "xaibench.models:ModelConfig",
-            "xaibench.sources:TimmModel", "xaibench.methods.joint.method:Joint",
+            "xaibench.datasets.synthetic:Synthetic", "xaibench.models.training:ModelConfig",
+            "xaibench.models.sources:TimmModel", "xaibench.methods.joint.method:Joint",
             "xaibench.methods.joint.train:JointModelConfig"} <= by_name
-    assert not {"xaibench.metrics.perturbation:CurveMetric", "xaibench.sources:LoadedModel"} & by_name
+    assert not {"xaibench.metrics.perturbation:CurveMetric", "xaibench.models.sources:LoadedModel"} & by_name
     assert len([c for c, r in classes.items() if r is METHODS]) == len(METHODS.names())
     assert unreachable(classes) == []
 
@@ -165,7 +166,7 @@ def test_a_plugin_without_an_entry_point_is_reported():
 
 
 def test_trainable_architectures_are_the_names_registered_for_their_config():
-    from xaibench.models import ModelConfig
+    from xaibench.models.configs import ModelConfig
     from xaibench.plugins import ParamError
     from xaibench.registry import MODELS
 

@@ -10,7 +10,8 @@ from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from xaibench.metrics import road
 from xaibench.metrics.perturbation import class_scores, perturbation_curves
 from xaibench.metrics.road import ROAD, noisy_linear_impute, removal_masks
-from xaibench.plugins import ParamError, build
+from xaibench.params import build
+from xaibench.plugins import ParamError
 from xaibench.registry import METRICS
 
 from .conftest import tiny_net

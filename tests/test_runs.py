@@ -423,7 +423,7 @@ def test_attribution_shards_keep_tiny_maps():
 
 
 def test_an_interrupt_swallowed_by_a_callback_still_stops_the_run():
-    from xaibench.execute import check_interrupted, interruptible
+    from xaibench.run.execute import check_interrupted, interruptible
 
     with interruptible():
         try:  # e.g. a finalizer or hook where Python only prints "Exception ignored"

@@ -6,8 +6,8 @@ import json
 import pandas as pd
 
 from xaibench import config
-from xaibench.plan import describe, plan
-from xaibench.runner import run
+from xaibench.run.plan import describe, plan
+from xaibench.run.runner import run
 
 CONFIG = """
 [run]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from xaibench import config
-from xaibench.plan import plan
-from xaibench.runner import run
+from xaibench.run.plan import plan
+from xaibench.run.runner import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -136,7 +136,7 @@ def test_state_dict_on_a_folder_dataset(tmp_path):
     text = text.replace("n_train = 4\nn_val = 4\nn_test = 8\nradius = [3, 6]\nn_shapes = [1, 3]\n", "")
     cfg = config.parse(__import__("tomllib").loads(text), name="t", source="t.toml")
     result = run(cfg, progress=False, write_outputs=False)
-    from xaibench.execute import load_data
+    from xaibench.run.execute import load_data
 
     x, y, _ = load_data(result.plan)[0].test.batch(slice(None))
     mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
@@ -151,7 +151,7 @@ def test_state_dict_on_a_folder_dataset(tmp_path):
 
 
 def test_head_from_the_file_when_the_dataset_cannot_count_its_classes_before_reading(resnet_file):
-    from xaibench.sources import TorchvisionModel
+    from xaibench.models.sources import TorchvisionModel
 
     _, path = resnet_file  # 2 classes; without a class count the file's head decides
     model = TorchvisionModel(id="m", arch="torchvision:resnet18", weights=str(path)).classifier(None, "d")

@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from captum.attr import GuidedGradCam as CaptumGuidedGradCam
 
-from xaibench.families import arch_family
 from xaibench.methods.attention_rollout import AttentionRollout, rollout
 from xaibench.methods.gradcam import GradCAM
 from xaibench.methods.guided_gradcam import GuidedGradCAM
 from xaibench.methods.layers import default_cam_layer, model_family, to_grid, token_grid
-from xaibench.models import Classifier
-from xaibench.plugins import build
+from xaibench.models.classifier import Classifier
+from xaibench.models.families import arch_family
+from xaibench.params import build
 from xaibench.registry import METHODS
 
 from .conftest import tiny_joint, tiny_net, tiny_resnet, tiny_vit

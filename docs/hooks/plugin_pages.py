@@ -18,7 +18,7 @@ from importlib import metadata
 from typing import Any
 
 from xaibench.config import RunConfig
-from xaibench.plugins import parameters
+from xaibench.params import parameters
 from xaibench.registry import REGISTRIES, description
 
 

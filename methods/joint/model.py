@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaibench.models import Classifier
+from xaibench.models.classifier import Classifier
 
 from .explainer import ConvMod, Explainer
 

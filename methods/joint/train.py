@@ -30,18 +30,20 @@ import torch
 from tqdm.auto import tqdm
 
 from xaibench.datasets.splits import Split, Splits
-from xaibench.io import config_hash, load_checked, save_checked
+from xaibench.io import load_checked, save_checked
 from xaibench.keys import digest
 from xaibench.metrics.relevance_mass import relevance_mass
-from xaibench.models import BackboneConfig, recalibrate_batchnorm
+from xaibench.models.configs import BackboneConfig
+from xaibench.models.training import recalibrate_batchnorm
 from xaibench.plugins import ParamError, check_choice, check_range
 from xaibench.registry import MODELS
+from xaibench.seeding import derive_seed
 
 from . import losses
 
 if TYPE_CHECKING:  # the modules below subclass torch.nn.Module: imported where a model is built,
     # so that a config is checked before torch is imported
-    from xaibench.classifier import Classifier
+    from xaibench.models.classifier import Classifier
 
     from .model import JointClassifier
 
@@ -352,11 +354,11 @@ def train_phase(model: JointClassifier, splits: Splits, cfg: JointModelConfig, p
         return []
     # Each phase starts from its own seeded state, so a phase resumed from the cache continues
     # exactly as an uninterrupted run would (global RNG: augmentation, dropout).
-    torch.manual_seed(int(config_hash("phase-seed", seed, phase, length=8), 16))
-    generator = torch.Generator().manual_seed(int(config_hash("phase-order", seed, phase, length=8), 16))
+    torch.manual_seed(derive_seed("phase-seed", seed, phase, digits=8))
+    generator = torch.Generator().manual_seed(derive_seed("phase-order", seed, phase, digits=8))
     set_phase(model, phase, frozen_bn=cfg.frozen_bn)
     optimizer = phase_optimizer(model, cfg, phase)
-    bn_generator = torch.Generator().manual_seed(int(config_hash("phase-bn", seed, phase, length=8), 16))
+    bn_generator = torch.Generator().manual_seed(derive_seed("phase-bn", seed, phase, digits=8))
     best, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     rows = []
     bar = tqdm(range(epochs), desc=f"train {cfg.id} phase {phase + 1}", disable=not progress, leave=False)

@@ -47,9 +47,10 @@ def arch_family(arch: str) -> str | None:
     return None
 
 
-def explains(method: Any, model_cfg: Any) -> bool:
-    """Whether ``method`` can explain the configured model: by its architecture name
-    (``method.supports``) and by its family where the config knows it (``model_cfg.family``:
-    from the name, or from the built network for a loaded model)."""
-    family = getattr(model_cfg, "family", None)
-    return method.supports(model_cfg.arch) and (family is None or method.supports_family(family))
+def explains(method: Any, arch: str = "", family: str | None = None) -> bool:
+    """The one answer to "can this method explain this model?", asked by the config check (from the
+    architecture name), the run (from the built network's family), the Python API and the
+    contract tests: the method's own rule for the architecture name (``method.supports``) and the
+    families it declares (``method.supports_family``), where the family is known (from the name,
+    or ``xaibench.methods.layers.model_family`` of a built network)."""
+    return (not arch or method.supports(arch)) and (family is None or method.supports_family(family))

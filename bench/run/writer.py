@@ -1,21 +1,25 @@
-"""Write a run's outputs from its typed results: the CSV tables, the gallery, the manifest, then
-the report (which only reads the run folder)."""
+"""Write a run's folder from its typed results: the CSV tables (with the leaderboard), the gallery,
+the training histories and the manifest. The report (report.md and the figures) is drawn from
+this folder afterwards by :mod:`xaibench.report.render`, which reads nothing else: the manifest
+records what it needs of the plugins (each metric's figures and parameters, each method's
+parameters and defaults)."""
 
 from __future__ import annotations
 
 import platform
 from importlib import metadata
+from pathlib import Path
 
 import pandas as pd
 import torch
 
-from xaibench import leaderboard as lb
-from xaibench import report
-from xaibench.execute import Results, cell_status, method_of, metric_of
-from xaibench.io import save_checked, to_half, write_json
+from xaibench.io import save_checked, to_half, write_csv, write_json
 from xaibench.keys import plugin_identity
-from xaibench.plan import Plan
+from xaibench.leaderboard import tables as lb
+from xaibench.params import parameters, resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS
+from xaibench.run.execute import Results, cell_status
+from xaibench.run.plan import Plan
 
 DISTRIBUTIONS = ("xaibench", "torch", "torchvision", "captum", "quantus", "zennit", "numpy", "pandas")
 
@@ -37,13 +41,14 @@ def tables(plan: Plan, results: Results) -> dict[str, list]:
                "accuracy": m.trained.test_accuracy, "epochs_run": len(m.trained.history)}
               for m in results.models]
     costs = [lb.cost_row("explain", *e.cell.parts, "", vars(e.cost), n,
-                         method_of(plan, e.cell).passes_per_image) for e in results.explained]
+                         plan.method_of(e.cell).passes_per_image) for e in results.explained]
+    plugins = {s.id: s.plugin for s in plan.config.metrics}
     scores, curves = [], []
     for s in results.scored:
         model_id, method_id, metric_id = s.cell.parts
-        metric, plugin = metric_of(plan, s.cell)
         costs.append(lb.cost_row("score", model_id, method_id, metric_id, vars(s.cost), n))
-        scores += lb.score_frames(model_id, method_id, metric_id, plugin, metric, s.scores)
+        scores += lb.score_frames(model_id, method_id, metric_id, plugins[metric_id],
+                                  plan.metric_of(s.cell), s.scores)
         curves += [lb.long_curves(model_id, method_id, f"{metric_id}_{name}", values)
                    for name, values in s.curves.items()]
     return {"models": models, "scores": scores, "curves": curves, "costs": costs}
@@ -76,6 +81,25 @@ def plugins(plan: Plan) -> list[dict]:
             for (kind, name), registry in seen.items()]
 
 
+def declared(plan: Plan) -> dict[str, dict]:
+    """What the report needs to know of the run's plugins, so that it reads the run folder alone:
+    per method its plugin, every parameter and the ones that differ from the plugin's defaults;
+    per metric its plugin, every parameter and the figures it declares (``Metric.figures``)."""
+    def plain(v: object) -> object:
+        return list(v) if isinstance(v, tuple) else v
+
+    methods = {}
+    for s in plan.config.methods:
+        cls = type(s.instance)
+        params = resolved(cls, s.as_dict())
+        defaults = {k: d for k, (_, d) in parameters(cls).items()}
+        methods[s.id] = {"plugin": s.plugin, "params": params,
+                         "changed": [k for k, v in params.items() if plain(v) != plain(defaults[k])]}
+    metrics = {s.id: {"plugin": s.plugin, "params": resolved(type(s.instance), s.as_dict()),
+                      "figures": list(s.instance.figures)} for s in plan.config.metrics}
+    return {"methods": methods, "metrics": metrics}
+
+
 def manifest(plan: Plan, results: Results, timings: dict[str, float], world_size: int) -> dict:
     status = cell_status(results)
     device = torch.device(plan.device)
@@ -89,6 +113,7 @@ def manifest(plan: Plan, results: Results, timings: dict[str, float], world_size
         "timings": timings, "n_test": len(results.splits.test),
         "controls": controls(plan),
         "plugins": plugins(plan),
+        **declared(plan),
         "cells": [{"kind": c.kind, "name": c.name, "key": c.key, **status.get(c.name, {}),
                    "path": str(c.path.relative_to(plan.run_dir.parent)), "record": c.record}
                   for c in plan.cells],
@@ -97,27 +122,33 @@ def manifest(plan: Plan, results: Results, timings: dict[str, float], world_size
 
 def controls(plan: Plan) -> list[str]:
     """The run's methods that ignore the model (random, sobel, center: the leaderboard's controls)."""
-    return [s.id for s in plan.config.methods if not METHODS.get(s.plugin).uses_model]
+    return [s.id for s in plan.config.methods if not s.instance.uses_model]
+
+
+def frames(plan: Plan, rows: dict[str, list], labels: torch.Tensor) -> tuple[pd.DataFrame, ...]:
+    """(models, scores, leaderboard) frames from the rows of :func:`tables` and the test labels."""
+    return lb.tables(rows["models"], rows["scores"], labels, dataset=plan.config.dataset.plugin,
+                     controls=controls(plan), bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed)
 
 
 def leaderboard(plan: Plan, results: Results) -> pd.DataFrame:
     """The leaderboard alone, written nowhere (``xaibench.evaluate`` without ``out``)."""
-    rows = tables(plan, results)
-    return lb.tables(rows["models"], rows["scores"], results.splits.test.labels,
-                     dataset=plan.config.dataset.plugin, controls=controls(plan),
-                     bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed)[2]
+    return frames(plan, tables(plan, results), results.splits.test.labels)[2]
 
 
 def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size: int = 1) -> pd.DataFrame:
-    """Write every output of the run under ``plan.run_dir``; return the leaderboard."""
+    """Write every table of the run, the gallery, the training histories and the manifest under
+    ``plan.run_dir``; return the leaderboard."""
     run_dir, rows = plan.run_dir, tables(plan, results)
-    board = lb.write_outputs(run_dir, dataset=plan.config.dataset.plugin, models=rows["models"],
-                             scores=rows["scores"], curves=rows["curves"], costs=rows["costs"],
-                             labels=results.splits.test.labels, controls=controls(plan),
-                             bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed)
+    model_frame, score_frame, board = frames(plan, rows, results.splits.test.labels)
+    write_csv(run_dir / "leaderboard.csv", board)
+    write_csv(run_dir / "scores.csv", score_frame)
+    write_csv(run_dir / "models.csv", model_frame)
+    write_csv(run_dir / "costs.csv", pd.DataFrame(rows["costs"]))
+    if rows["curves"]:
+        write_csv(run_dir / "curves.csv", pd.concat(rows["curves"], ignore_index=True))
     for m in (m for m in results.models if m.trained.history):
-        lb.write_history(run_dir / "training" / f"{m.cell.name}.csv", m.trained.history)
+        write_csv(Path(run_dir) / "training" / f"{m.cell.name}.csv", pd.DataFrame(m.trained.history))
     save_checked(run_dir / "gallery.pt", gallery(results))
     write_json(run_dir / "manifest.json", manifest(plan, results, timings, world_size))
-    report.render(run_dir, seed=plan.config.run.seed)
     return board

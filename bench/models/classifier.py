@@ -1,7 +1,7 @@
 """The pixel-space wrapper every model is explained in: normalisation first, then the network.
 
 Its own module because it subclasses ``torch.nn.Module`` (importing it imports torch), while the
-model configs of :mod:`xaibench.models` are checked before torch is imported.
+model configs of :mod:`xaibench.models.training` are checked before torch is imported.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xaibench.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from xaibench.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 
 
 class Classifier(nn.Module):

@@ -1,12 +1,13 @@
 """Run an experiment: plan, execute, write.
 
-1. :func:`xaibench.plan.plan` lays the checked config out as cells (data, model, explain, score),
+1. :func:`xaibench.run.plan.plan` lays the checked config out as cells (data, model, explain, score),
    each keyed by a hash of everything that determines it (:mod:`xaibench.keys`); pure.
-2. :func:`xaibench.execute.execute` computes the cells that are not cached (sharded over the
+2. :func:`xaibench.run.execute.execute` computes the cells that are not cached (sharded over the
    processes of a torchrun launch) and returns typed results.
-3. :func:`xaibench.writer.write` writes the tables, the manifest and the report (rank 0).
+3. :func:`xaibench.run.writer.write` writes the tables and the manifest (rank 0).
 
-All checking happens in :mod:`xaibench.config` before this module does any work.
+All checking happens in :mod:`xaibench.config` before this module does any work. The report is
+drawn from the written folder by the caller (:func:`xaibench.report.render.render`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from xaibench import distributed
-from xaibench.config import Config, check_writable
-from xaibench.determinism import deterministic_cuda
-from xaibench.execute import cell_status, execute, interruptible
-from xaibench.plan import Plan, plan
-from xaibench.writer import leaderboard, write
+from xaibench.config import Config
+from xaibench.run import distributed
+from xaibench.run.determinism import deterministic_cuda
+from xaibench.run.execute import cell_status, execute, interruptible
+from xaibench.run.plan import Plan, plan
+from xaibench.run.writer import leaderboard, write
 
 
 @dataclass
@@ -39,7 +40,6 @@ class RunResult:
 def run(config: Config, *, progress: bool = True, write_outputs: bool = True) -> RunResult:
     """Run ``config`` end to end, reusing every cached cell, and write its outputs (with
     ``write_outputs`` False: only the caches, and the leaderboard is returned)."""
-    check_writable(Path(config.run.out))
     the_plan = plan(config)
     if config.run.threads:
         torch.set_num_threads(config.run.threads)

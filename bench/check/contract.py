@@ -6,7 +6,7 @@ Each check returns what failed in plain words ("parameter net.0.weight changed",
 was left on net.layer4"); an empty list means the contract holds.
 
 - method: maps [B,H,W] float32, finite, on the images' device; the model leaves exactly as it came
-  (:mod:`xaibench.contract`), also from train mode and with a frozen parameter; the input is not
+  (:mod:`xaibench.check.guards`), also from train mode and with a frozen parameter; the input is not
   modified; the global RNG is not used; two calls and two instances give the same maps (bitwise;
   on CUDA, under a run's deterministic kernels, to within 1e-3 of the largest |value|: the
   rounding of atomic float adds in ops that have no deterministic kernel). On a tiny
@@ -19,113 +19,25 @@ was left on net.layer4"); an empty list means the contract holds.
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from xaibench.classifier import Classifier
-from xaibench.contract import changes, snapshot
-from xaibench.determinism import deterministic_cuda
-from xaibench.plugins import ConfigError, MetricOutput, ParamError, build
+from xaibench.check.guards import changes, map_problems, snapshot
+from xaibench.check.zoo import MODELS_FOR_METHODS, tiny_net
+from xaibench.errors import ConfigError, ParamError
+from xaibench.models.families import explains
+from xaibench.params import build
+from xaibench.plugins import MetricOutput
 from xaibench.registry import METHODS, METRICS, MODELS
+from xaibench.run.determinism import deterministic_cuda
 
 # Cheaper settings for the built-ins that loop many passes (their defaults are checked by the
 # contract tests too).
 QUICK = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 8},
          "fgvis": {"max_steps": 20}, "inverse": {"max_steps": 50}}
-
-
-# -- tiny models (also the test suite's) ------------------------------------------------------------
-
-
-def tiny_net(num_classes: int = 2, seed: int = 0) -> Classifier:
-    """A 2-conv CNN in the pixel-space wrapper, deterministic from ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    return Classifier(net, cam_layer="net.2").eval()
-
-
-def tiny_joint(num_classes: int = 2, seed: int = 0) -> Classifier:
-    """A real joint model (xML VGG classifier + U-Net explainer), deterministic from ``seed``."""
-    from xaibench.methods.joint.explainer import Explainer
-    from xaibench.methods.joint.model import XMLVGG, JointClassifier, gate_points
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = XMLVGG(num_classes)
-        model = JointClassifier(net, Explainer(init_bias=1.0), gates=gate_points(net),
-                                cam_layer="net.features.6")
-    return model.eval()
-
-
-def tiny_resnet(num_classes: int = 2, seed: int = 0) -> Classifier:
-    """A one-block-per-stage torchvision ResNet (BasicBlocks, batch norms with random statistics)
-    in the pixel-space wrapper, stem max-pool dropped as for small images (a fresh copy)."""
-    return copy.deepcopy(_tiny_resnet(num_classes, seed))
-
-
-@functools.lru_cache(maxsize=4)
-def _tiny_resnet(num_classes: int, seed: int) -> Classifier:
-    from torchvision.models.resnet import BasicBlock, ResNet
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)  # torchvision initialises from the global RNG
-        net = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
-    net.maxpool = nn.Identity()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-    return Classifier(net, cam_layer="net.layer4").eval()
-
-
-def tiny_vit(num_classes: int = 2, seed: int = 0, *, img_size: int = 16, patch_size: int = 4,
-             source: str = "timm") -> Classifier:
-    """A 2-block vision transformer (embedding 16, 2 heads, class token) in the pixel-space
-    wrapper, its Grad-CAM layer left to the family default (``cam_layer=None``); ``source``
-    "timm" (``timm...VisionTransformer``) or "torchvision". Weights drawn from ``seed`` at a
-    scale that makes the attention far from uniform (a fresh copy)."""
-    return copy.deepcopy(_tiny_vit(num_classes, seed, img_size, patch_size, source))
-
-
-@functools.lru_cache(maxsize=8)
-def _tiny_vit(num_classes: int, seed: int, img_size: int, patch_size: int, source: str) -> Classifier:
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)  # timm and torchvision initialise from the global RNG
-        if source == "timm":
-            from timm.models.vision_transformer import VisionTransformer
-
-            net = VisionTransformer(img_size=img_size, patch_size=patch_size, embed_dim=16, depth=2,
-                                    num_heads=2, num_classes=num_classes)
-        else:
-            from torchvision.models.vision_transformer import VisionTransformer
-
-            net = VisionTransformer(image_size=img_size, patch_size=patch_size, num_layers=2, num_heads=2,
-                                    hidden_dim=16, mlp_dim=32, num_classes=num_classes)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    return Classifier(net, cam_layer=None).eval()  # type: ignore[arg-type]
-
-
-# The tiny models a method is checked on: (label, factory, architecture name it stands for, batch).
-MODELS_FOR_METHODS = (("tiny CNN", tiny_net, "tiny", 1), ("tiny CNN", tiny_net, "tiny", 8),
-                      ("tiny ResNet", tiny_resnet, "tiny", 2), ("tiny ViT", tiny_vit, "timm:vit_tiny", 2),
-                      ("tiny joint model", tiny_joint, "joint_xml_vgg", 2))
 
 
 # -- checks ------------------------------------------------------------------------------------------
@@ -138,20 +50,10 @@ def rng_states() -> list[torch.Tensor]:
     return states
 
 
-def _map_problems(maps: Any, images: torch.Tensor) -> list[str]:
-    b, _, h, w = images.shape
-    if not isinstance(maps, torch.Tensor):
-        return [f"attribute returned {type(maps).__name__}, not a tensor"]
-    if maps.shape != (b, h, w) or maps.dtype != torch.float32 or maps.device != images.device:
-        return [f"attribute returned {maps.dtype} {tuple(maps.shape)} on {maps.device}; expected "
-                f"float32 {(b, h, w)} on {images.device}"]
-    return [] if torch.isfinite(maps).all() else ["the maps hold NaN or inf"]
-
-
 def method_problems(make: Callable[[], Any], model: nn.Module, images: torch.Tensor,
                     targets: torch.Tensor) -> tuple[torch.Tensor | None, list[str]]:
     """Run the method ``make()`` builds on ``model``; (its maps, what broke the contract). On
-    CUDA under the deterministic kernels a run uses (:func:`xaibench.determinism.deterministic_cuda`)."""
+    CUDA under the deterministic kernels a run uses (:func:`xaibench.run.determinism.deterministic_cuda`)."""
     with deterministic_cuda(images.device):
         return _method_problems(make, model, images, targets)
 
@@ -164,7 +66,7 @@ def _method_problems(make: Callable[[], Any], model: nn.Module, images: torch.Te
         maps = method.attribute(model, images, targets)
     except Exception as exc:
         return None, [f"attribute raised {type(exc).__name__}: {exc}", *changes(model, before)]
-    problems = _map_problems(maps, images) + changes(model, before)
+    problems = [f"attribute {p}" for p in map_problems(maps, images)] + changes(model, before)
     if not torch.equal(images, x_before) or images.requires_grad:
         problems.append("the input images were modified (or left with requires_grad)")
     if not all(torch.equal(s, t) for s, t in zip(rng_before, rng_states())):
@@ -211,7 +113,7 @@ def check_method(name: str, params: dict | None = None, cls: Any = None) -> list
     out = []
     for label, factory, arch, batch in MODELS_FOR_METHODS:
         model = factory()
-        if not (method.supports(arch) and method.supports_family(model_family(model))):
+        if not explains(method, arch, model_family(model)):
             out.append((label, [f"skipped: it needs {method.requirement}"]))
             continue
         model.train()  # the method must restore train mode and requires_grad flags too

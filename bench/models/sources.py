@@ -11,7 +11,7 @@
 A loaded model is evaluated, never trained and never modified. ``weights`` loads a state_dict
 (``torch.save(model.state_dict())``, torchvision's own weight files, or ``.safetensors``) into the
 built network; ``mean``/``std`` (ImageNet's by default) are put in front of it by the pixel-space
-wrapper (:class:`xaibench.classifier.Classifier`), so layer names start with ``net.``. At config time,
+wrapper (:class:`xaibench.models.classifier.Classifier`), so layer names start with ``net.``. At config time,
 before any data is read, the network is built once and run on one blank image of the dataset's
 size: state_dict keys that do not match, a head whose class count differs from the dataset's, and
 a network that cannot take the images are errors. Its model cell record holds the checksum of the
@@ -34,15 +34,16 @@ import torch
 
 from xaibench import keys
 from xaibench.datasets.splits import Splits
-from xaibench.families import arch_family
+from xaibench.errors import ParamError, RunError
 from xaibench.io import load_checked, save_checked
-from xaibench.models import TrainedModel, evaluate
-from xaibench.normalisation import IMAGENET_MEAN, IMAGENET_STD
-from xaibench.plugins import ConfigError, ParamError, check_range
+from xaibench.models.families import arch_family
+from xaibench.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from xaibench.models.training import TrainedModel, loss_and_accuracy
+from xaibench.params import check_range
 from xaibench.registry import DATASETS
 
 if TYPE_CHECKING:
-    from xaibench.classifier import Classifier
+    from xaibench.models.classifier import Classifier
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -194,12 +195,12 @@ class EvaluatedModel:
                 model = self.classifier(splits.num_classes, "the run's").eval()
             check_classes(model, splits.num_classes, splits.image_size, "the run's")
         except ParamError as exc:
-            raise ConfigError(f"[models.{self.id}] {exc}") from None
+            raise RunError(f"[models.{self.id}] {exc}") from None
         model = model.to(device)
         cached = load_checked(path)
         if cached is not None:
             return TrainedModel(model, [], cached["test_accuracy"], computed=False)
-        accuracy = evaluate(model, splits.test, self.batch_size, device)[1]
+        accuracy = loss_and_accuracy(model, splits.test, self.batch_size, device)[1]
         save_checked(path, {"arch": self.arch, "test_accuracy": accuracy})
         return TrainedModel(model, [], accuracy, computed=True)
 
@@ -254,7 +255,7 @@ class LoadedModel(EvaluatedModel):
         raise NotImplementedError
 
     def classifier(self, num_classes: int | None, dataset: str) -> Classifier:
-        from xaibench.classifier import Classifier
+        from xaibench.models.classifier import Classifier
 
         net = self.network(num_classes)
         if self.weights is not None:

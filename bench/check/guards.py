@@ -1,4 +1,5 @@
-"""The model contract in plain words: what a method (or a metric) left changed on a model.
+"""The method contract at run time, in plain words: what a method (or a metric) left changed on a
+model, whether it can explain the built model, and whether its maps have the contract's shape.
 
 :func:`snapshot` records everything a plugin could leave behind (parameters, buffers, gradients,
 ``requires_grad`` flags, train flags, hooks, patched forwards, added or removed modules, plain
@@ -15,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from xaibench.plugins import ConfigError, ContractError
+from xaibench.errors import ContractError, RunError
+from xaibench.models.families import explains
 
 HOOKS = {"_forward_hooks": "a forward hook", "_forward_pre_hooks": "a forward pre-hook",
          "_backward_hooks": "a backward hook", "_backward_pre_hooks": "a backward pre-hook"}
@@ -116,11 +118,36 @@ def ensure_unchanged(model: nn.Module, before: dict[str, Any], method_id: str) -
 
 
 def ensure_explains(method: Any, method_id: str, model_id: str, model: nn.Module) -> None:
-    """Raise ConfigError when ``method`` cannot explain the family of the built ``model`` (for
+    """Raise :class:`RunError` when ``method`` cannot explain the family of the built ``model`` (for
     models whose family only the built network tells: ``python:`` and ``torchscript:`` sources)."""
     from xaibench.methods.layers import model_family
 
     family = model_family(model)
-    if not method.supports_family(family):
-        raise ConfigError(f"[methods.{method_id}] cannot explain model {model_id!r} (a {family}): it "
-                          f"needs {method.requirement}; list the models it explains with models = [...]")
+    if not explains(method, family=family):
+        raise RunError(f"[methods.{method_id}] cannot explain model {model_id!r} (a {family}): it "
+                       f"needs {method.requirement}; list the models it explains with models = [...]")
+
+
+class MethodError(RunError):
+    """An explainer returned something that breaks the method contract."""
+
+
+def map_problems(maps: Any, images: torch.Tensor, offset: int = 0) -> list[str]:
+    """What breaks the maps contract (the run and ``xaibench check`` ask this one function): a
+    tensor [B,H,W] float32 on the images' device, finite (else the first test image, counted from
+    ``offset``, that holds NaN or inf)."""
+    b, _, h, w = images.shape
+    if not isinstance(maps, torch.Tensor):
+        return [f"returned {type(maps).__name__}, not a tensor"]
+    if maps.shape != (b, h, w) or maps.dtype != torch.float32 or maps.device != images.device:
+        return [f"returned {maps.dtype} {tuple(maps.shape)} on {maps.device}; expected float32 "
+                f"{(b, h, w)} on {images.device}"]
+    bad = (~torch.isfinite(maps)).flatten(1).any(1)
+    return [f"produced NaN or inf on test image {offset + int(bad.nonzero()[0])}"] if bad.any() else []
+
+
+def check_maps(maps: torch.Tensor, images: torch.Tensor, method_id: str, offset: int) -> None:
+    """Raise :class:`MethodError` when ``maps`` break the contract (:func:`map_problems`)."""
+    problems = map_problems(maps, images, offset)
+    if problems:
+        raise MethodError(f"method {method_id!r} {problems[0]}")

@@ -12,17 +12,23 @@ original class from a reduced input against how much of the activation that inpu
   for a sweep of thresholds t; x = mean kept amount (the mean of the kept normalised map), y = the
   re-identification rate.
 
-Entry point: :func:`tradeoff_table`; :func:`plot_tradeoff` draws the table.
+Entry points: :func:`tradeoff_table` on tensors; :func:`replay_tradeoff` on a run folder (it
+recomputes the forwards from the run's cache and writes ``plots/tradeoff.csv``, which the report
+draws: :func:`xaibench.report.plots.tradeoff`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
+
+from xaibench.errors import RunError
+from xaibench.io import from_half, load_checked, write_csv
 
 if TYPE_CHECKING:
     from xaibench.methods.inverse import Inverse
@@ -117,7 +123,7 @@ def tradeoff_table(
         otherwise), activation and reidentification (both in [0, 1]); the reference is the
         clean images' top-1 class (re-identification = same top-1).
     """
-    from xaibench.modelstate import eval_mode
+    from xaibench.models.modelstate import eval_mode
 
     ts = sorted(float(t) for t in thresholds)
     if any(not 0.0 <= t <= 1.0 for t in ts):
@@ -139,29 +145,42 @@ def tradeoff_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def plot_tradeoff(table: pd.DataFrame, path: Path | str, *, title: str = "") -> pd.DataFrame:
-    """Draw the trade-off (one line per method: re-identification against activation) as a PNG
-    at ``path``; returns the table as plotted (the rows of :func:`tradeoff_table`)."""
-    import matplotlib
+def replay_tradeoff(run_dir: Path) -> Path:
+    """Recompute the trade-off table of a finished run from its cache (data, models, maps; the
+    inverse method's per-layer points when the run has a method that exposes them) and write it
+    to ``<run>/plots/tradeoff.csv``; returns that path.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    Raises:
+        RunError: the run's cache is gone (run the config again to rebuild it).
+    """
+    from xaibench import config
+    from xaibench.run.execute import load_data, load_model
+    from xaibench.run.plan import is_cached, plan
 
-    from xaibench.plots import save
-
-    missing = [c for c in COLUMNS if c not in table]
+    m = json.loads((Path(run_dir) / "manifest.json").read_text())
+    out = str(Path(run_dir).parent.parent)
+    raw = {**m["raw_config"], "run": {**m["raw_config"].get("run", {}), "out": out}}
+    the_plan = plan(config.parse(raw, name=m["config_name"], source=m["config_source"]))
+    missing = [c for c in the_plan.cells if c.kind in ("data", "model", "explain") and not is_cached(c)]
     if missing:
-        raise ValueError(f"the trade-off table lacks column(s) {', '.join(missing)}")
-    data = table[COLUMNS].reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    sns.lineplot(data=data, x="activation", y="reidentification", hue="method", style="method",
-                 markers=True, dashes=False, sort=False, estimator=None, ax=ax)
-    ax.set(xlabel="mean amount of activation (kept amount for maps)",
-           ylabel="class re-identification rate", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    ax.grid(alpha=0.3)
-    note = ("inverse: per-layer points (Kwon et al. 2021); other methods: x * normalised map "
-            "thresholded at t, our own protocol")
-    ax.set_title(f"{title}\n{note}" if title else note, fontsize=8)
-    save(fig, Path(path))
-    return data
+        raise RunError(f"the trade-off needs the run's cache, but {missing[0].path} is missing; run "
+                       f"the config again to rebuild it")
+    device = torch.device(the_plan.device)
+    splits, _ = load_data(the_plan)
+    images = splits.test.batch(slice(None), device)[0]
+    tables = []
+    for model_cell in the_plan.of_kind("model"):
+        model = load_model(the_plan, model_cell, splits, device).model
+        maps, targets, inverse, inverse_name = {}, None, None, "inverse"
+        for cell in the_plan.below(model_cell, "explain"):
+            shards = [load_checked(p) for p in sorted(cell.path.glob("[0-9]*.pt"))]
+            maps[cell.parts[1]] = torch.cat([from_half(s) for s in shards]).to(device)
+            targets = torch.cat([s["targets"] for s in shards]).to(device)
+            if callable(getattr(the_plan.method_of(cell), "layers", None)):  # per-layer inverses
+                inverse, inverse_name = the_plan.method_of(cell), cell.parts[1]
+        if targets is not None:
+            table = tradeoff_table(model, images, targets, maps, inverse=inverse, inverse_name=inverse_name)
+            tables.append(table.assign(model=model_cell.name))
+    path = Path(run_dir) / "plots" / "tradeoff.csv"
+    write_csv(path, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS))
+    return path

@@ -1,8 +1,10 @@
 """A run folder's plots and its report.md, made from the files the run wrote.
 
 Everything here reads the run folder (leaderboard.csv, scores.csv, curves.csv, costs.csv,
-models.csv, manifest.json, gallery.pt), so ``xaibench plot KIND RUN`` re-creates any figure
-without recomputing anything, and ``report.md`` can be rebuilt at any time.
+models.csv, manifest.json, gallery.pt, plots/tradeoff.csv), so ``xaibench plot KIND RUN``
+re-creates any figure without recomputing anything, and ``report.md`` can be rebuilt at any time.
+What the report needs to know of the plugins (which figures a metric declares, a method's
+parameters and defaults) is in the manifest; nothing here imports a plugin, a model or the run.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from xaibench import leaderboard as lb
-from xaibench import plots, ranking
-from xaibench.config import ConfigError
-from xaibench.io import load_checked, write_text
+from xaibench.errors import ConfigError
+from xaibench.io import from_half, load_checked, write_text
+from xaibench.leaderboard import agreement as ag
+from xaibench.leaderboard import ranking
+from xaibench.leaderboard.statistics import curve_summary
+from xaibench.leaderboard.tables import cost_summary
+from xaibench.report import plots
+from xaibench.report.figures import KINDS
 
 
 @dataclass
@@ -73,9 +79,14 @@ class RunFolder:
         """The methods that ignore the model (random, sobel, center)."""
         return list(self.manifest.get("controls", []))
 
-    def metric_config(self) -> dict[str, dict]:
-        """metric id -> its resolved config (with the plugin name)."""
-        return self.manifest["config"]["metrics"]
+    def declaring(self, figure: str) -> list[str]:
+        """The ids of the run's metrics that declare ``figure`` (``Metric.figures``, recorded in
+        the manifest)."""
+        return [m for m, d in self.manifest.get("metrics", {}).items() if figure in d["figures"]]
+
+    def metric_params(self, metric_id: str) -> dict:
+        """Every parameter of metric ``metric_id``, defaults included."""
+        return self.manifest["metrics"][metric_id]["params"]
 
 
 def training_plots(run: RunFolder) -> list[Path]:
@@ -102,15 +113,11 @@ def curve_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     written = []
     for curve, part in run.curves.groupby("curve", sort=False):
         path = out / f"{curve}.png"
-        summary = lb.curve_summary(part, "step", "value", n_boot=run.bootstrap, seed=seed)
+        summary = curve_summary(part, "step", "value", n_boot=run.bootstrap, seed=seed)
         plots.mean_curves(summary, path, title=f"{run.dataset}: mean {curve} curve",
                           controls=run.controls)
         written.append(path)
     return written
-
-
-def _aopc_ids(run: RunFolder) -> list[str]:
-    return [m for m, c in run.metric_config().items() if c["plugin"] == "aopc"]
 
 
 def aopc_steps_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
@@ -118,11 +125,11 @@ def aopc_steps_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     if run.curves is None:
         return []
     written = []
-    for metric_id in _aopc_ids(run):
+    for metric_id in run.declaring("aopc-steps"):
         part = run.curves[run.curves["curve"] == f"{metric_id}_morf"]
         if len(part):
             path = out / f"{metric_id}_vs_steps.png"
-            summary = lb.curve_summary(plots.aopc_by_steps(part), "L", "aopc", n_boot=run.bootstrap,
+            summary = curve_summary(plots.aopc_by_steps(part), "L", "aopc", n_boot=run.bootstrap,
                                        seed=seed)
             plots.aopc_vs_steps(summary, path, title=f"{run.dataset}: {metric_id} against the "
                                 f"number of MoRF steps L", controls=run.controls)
@@ -131,18 +138,14 @@ def aopc_steps_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
 
 
 def aopc_grid_table(run: RunFolder) -> pd.DataFrame:
-    """Mean AOPC per (model, method, substrate, patch size) over the run's AOPC metrics."""
-    from xaibench.plugins import build
-    from xaibench.registry import METRICS
-
+    """Mean AOPC per (model, method, substrate, patch size) over the run's metrics that declare
+    the AOPC grid."""
     rows = []
-    for metric_id in _aopc_ids(run):
-        params = {k: v for k, v in run.metric_config()[metric_id].items() if k != "plugin"}
-        metric = build(METRICS.get("aopc"), params)
-        col = f"{metric_id}_mean"
+    for metric_id in run.declaring("aopc-grid"):
+        params, col = run.metric_params(metric_id), f"{metric_id}_mean"
         for _, r in run.board.iterrows():
-            rows.append({"model": r["model"], "method": r["method"], "substrate": metric.substrate,
-                         "patch_size": metric.patch_size, "aopc": r[col]})
+            rows.append({"model": r["model"], "method": r["method"], "substrate": params["substrate"],
+                         "patch_size": params["patch_size"], "aopc": r[col]})
     return pd.DataFrame(rows)
 
 
@@ -172,8 +175,6 @@ def gallery_labels(gallery: dict, model: str) -> list[str]:
 def gallery_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     """Test images from every class with their mask outline, true and predicted class, and one
     column per method, one figure per model."""
-    from xaibench.io import from_half
-
     gallery = load_checked(run.path / "gallery.pt")
     if gallery is None:
         return []
@@ -188,31 +189,32 @@ def gallery_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     return written
 
 
-def pompom_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
-    """POMPOM bars (share of the map outside the object; lower is better) per method and model,
-    with the leaderboard's confidence intervals."""
+def bar_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
+    """Bars per method and model with the leaderboard's confidence intervals, for every metric
+    that declares them (e.g. POMPOM: the share of the map outside the object)."""
     written = []
-    for metric_id, c in run.metric_config().items():
-        if c["plugin"] != "pompom" or f"{metric_id}_mean" not in run.board:
+    for metric_id in run.declaring("bars"):
+        if f"{metric_id}_mean" not in run.board:
             continue
         part = run.board[["model", "method"]].assign(
             **{k: run.board[f"{metric_id}_{k}"] for k in ("mean", "ci_low", "ci_high")})
+        better = {"higher": "higher", "lower": "lower"}.get(str(run.board[f"{metric_id}_direction"].iloc[0]))
         path = out / f"{metric_id}_bars.png"
-        plots.metric_bars(part, path, title=f"{run.dataset}: {metric_id} (lower is better)",
-                          ylabel=metric_id)
+        plots.metric_bars(part, path, title=f"{run.dataset}: {metric_id}" + (
+            f" ({better} is better)" if better else ""), ylabel=metric_id)
         written.append(path)
     return written
 
 
 def agreement_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     """Kendall tau between the rankings each metric induces (needs two ranked metrics and a
-    model with at least ``lb.MIN_AGREEMENT_METHODS`` methods)."""
-    matrix = lb.agreement(run.board)
-    if not lb.agreement_shown(matrix):
+    model with at least ``ag.MIN_AGREEMENT_METHODS`` methods)."""
+    matrix = ag.agreement(run.board)
+    if not ag.agreement_shown(matrix):
         return []
     path = out / "metric_agreement.png"
     plots.agreement_heatmap(matrix, path, title=f"{run.dataset}: agreement between metrics",
-                            methods=lb.agreement_methods(run.board))
+                            methods=ag.agreement_methods(run.board))
     return [path]
 
 
@@ -220,56 +222,25 @@ def cost_quality_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
     """Seconds per image to explain against the mean rank."""
     if run.costs is None or run.board["mean_rank"].isna().all():
         return []
-    data = run.board.merge(lb.cost_summary(run.costs), on=["model", "method"])
+    data = run.board.merge(cost_summary(run.costs), on=["model", "method"])
     path = out / "cost_quality.png"
     plots.cost_quality(data, path, title=f"{run.dataset}: cost against quality")
     return [path]
 
 
 def tradeoff_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
-    """The activation / re-identification trade-off per model (Kwon et al. 2021 for the inverse
-    method; a threshold sweep over every other method's map, our own protocol). Recomputes
-    model forwards (and the inverse, when the run has it) from the run's cached data, models and
-    attributions (read through the runner's own loaders), so it is drawn on request
-    (``xaibench plot tradeoff RUN``), not by every run.
-    """
-    import torch
-
-    from xaibench import config
-    from xaibench.execute import load_data, load_model, method_of
-    from xaibench.io import from_half
-    from xaibench.plan import is_cached, plan
-    from xaibench.tradeoff import plot_tradeoff, tradeoff_table
-
-    m = run.manifest
-    raw = {**m["raw_config"], "run": {**m["raw_config"].get("run", {}), "out": str(run.path.parent.parent)}}
-    the_plan = plan(config.parse(raw, name=m["config_name"], source=m["config_source"]))
-    missing = [c for c in the_plan.cells if c.kind in ("data", "model", "explain") and not is_cached(c)]
-    if missing:
-        raise ConfigError(f"the trade-off plot needs the run's cache, but {missing[0].path} is "
-                          f"missing; run the config again to rebuild it")
-    device = torch.device(the_plan.device)
-    splits, _ = load_data(the_plan)
-    images = splits.test.batch(slice(None), device)[0]
-    tables, written = [], []
-    for model_cell in the_plan.of_kind("model"):
-        model = load_model(the_plan, model_cell, splits, device).model
-        maps, targets, inverse, inverse_name = {}, None, None, "inverse"
-        for cell in the_plan.below(model_cell, "explain"):
-            shards = [load_checked(p) for p in sorted(cell.path.glob("[0-9]*.pt"))]
-            maps[cell.parts[1]] = torch.cat([from_half(s) for s in shards]).to(device)
-            targets = torch.cat([s["targets"] for s in shards]).to(device)
-            if cell.record["method"]["plugin"] == "inverse":
-                inverse, inverse_name = method_of(the_plan, cell), cell.parts[1]
-        if targets is None:
-            continue
-        table = tradeoff_table(model, images, targets, maps, inverse=inverse, inverse_name=inverse_name)
-        path = out / f"tradeoff_{model_cell.name}.png"
-        plot_tradeoff(table, path, title=f"{run.dataset}, {model_cell.name}")
-        tables.append(table.assign(model=model_cell.name))
-        written.append(path)
-    if tables:
-        lb.write_csv(out / "tradeoff.csv", pd.concat(tables, ignore_index=True))
+    """The activation / re-identification trade-off per model, from ``plots/tradeoff.csv`` (written
+    by ``xaibench plot tradeoff RUN``, which recomputes it from the run's cache:
+    :func:`xaibench.run.replay.replay_tradeoff`)."""
+    path = out / "tradeoff.csv"
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    written = []
+    for model, part in table.groupby("model", sort=False):
+        figure = out / f"tradeoff_{model}.png"
+        plots.tradeoff(part, figure, title=f"{run.dataset}, {model}")
+        written.append(figure)
     return written
 
 
@@ -278,22 +249,19 @@ PLOTS: dict[str, Callable[[RunFolder, Path, int], list[Path]]] = {
     "aopc-steps": aopc_steps_plots,
     "aopc-grid": aopc_grid_plots,
     "gallery": gallery_plots,
-    "pompom": pompom_plots,
+    "bars": bar_plots,
     "agreement": agreement_plots,
     "cost": cost_quality_plots,
+    "tradeoff": tradeoff_plots,
 }
-
-
-# drawn only on request: it recomputes model forwards (and the inverse method)
-ON_REQUEST: dict[str, Callable[[RunFolder, Path, int], list[Path]]] = {"tradeoff": tradeoff_plots}
+assert list(PLOTS) == list(KINDS), "report.figures.KINDS and PLOTS name the same figures"
 
 
 def make_plots(run: RunFolder, kinds: list[str], *, seed: int = 0) -> list[Path]:
-    """Write the plots ``kinds`` (keys of PLOTS or ON_REQUEST) into <run>/plots/; returns the
-    files written."""
+    """Write the plots ``kinds`` (keys of PLOTS) into <run>/plots/; returns the files written."""
     written = []
     for kind in kinds:
-        written += {**PLOTS, **ON_REQUEST}[kind](run, run.path / "plots", seed)
+        written += PLOTS[kind](run, run.path / "plots", seed)
     return written
 
 
@@ -319,22 +287,12 @@ def json_block(obj: object) -> str:
 
 def method_labels(manifest: dict) -> dict[str, str]:
     """method id -> the id with its plugin (when the id differs) and the parameters that differ
-    from the plugin's declared defaults, e.g. ``ig_white (integrated_gradients, baseline='white')``."""
-    from xaibench.plugins import parameters
-    from xaibench.registry import METHODS, RegistryError
-
-    def plain(v: object) -> object:
-        return json.loads(json.dumps(v, default=str))  # tuples as lists, like the manifest
-
+    from the plugin's declared defaults (recorded in the manifest), e.g. ``ig_white
+    (integrated_gradients, baseline='white')``."""
     labels = {}
-    for method_id, cfg in manifest["config"].get("methods", {}).items():
-        try:
-            defaults = {k: d for k, (_, d) in parameters(METHODS.get(cfg["plugin"])).items()}
-        except RegistryError:  # a third-party plugin not installed here: show every parameter
-            defaults = {}
-        changed = [f"{k}={v!r}" for k, v in cfg.items() if k not in ("plugin", "models")
-                   and (k not in defaults or plain(defaults[k]) != plain(v))]
-        notes = ([cfg["plugin"]] if cfg["plugin"] != method_id else []) + changed
+    for method_id, m in manifest.get("methods", {}).items():
+        changed = [f"{k}={m['params'][k]!r}" for k in sorted(m["changed"])]
+        notes = ([m["plugin"]] if m["plugin"] != method_id else []) + changed
         labels[method_id] = method_id + (f" ({', '.join(notes)})" if notes else "")
     return labels
 
@@ -358,10 +316,10 @@ def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
     """The leaderboard as people read it: per metric "mean [CI] #rank" (a range where methods are
     not significantly different) with the "not better than a control" flag, the mean rank, and
     beside it the cost per image to explain and to score."""
-    metrics = lb.metric_names(board)
+    metrics = ag.metric_names(board)
     labels = labels or {}
     rows = []
-    cost = lb.cost_summary(costs).set_index(["model", "method"]) if costs is not None else None
+    cost = cost_summary(costs).set_index(["model", "method"]) if costs is not None else None
     for _, r in board.iterrows():
         at_chance = str(r.get("above_chance")) == "False"
         row = {"model": r["model"] + (" (at chance)" if at_chance else ""),
@@ -409,35 +367,42 @@ RANKING_RULE = (
 def agreement_parts(board: pd.DataFrame) -> list[str]:
     """The report's metric-agreement section: the matrix with the number of methods per cell, or
     a line saying why it is left out."""
-    matrix = lb.agreement(board)
+    matrix = ag.agreement(board)
     if len(matrix) < 2:
         return []
-    if not lb.agreement_shown(matrix):
+    if not ag.agreement_shown(matrix):
         return ["## Agreement between metrics",
-                f"Left out: no model has at least {lb.MIN_AGREEMENT_METHODS} methods scored on two "
+                f"Left out: no model has at least {ag.MIN_AGREEMENT_METHODS} methods scored on two "
                 f"metrics (Kendall tau from 3 methods can only be ±1/3 or ±1)."]
-    methods = lb.agreement_methods(board)
+    methods = ag.agreement_methods(board)
     cells = pd.DataFrame([[("" if pd.isna(t) else f"{t:.2f} (n={n})") for t, n in zip(row, methods.loc[a])]
                           for a, row in matrix.iterrows()], index=matrix.index, columns=matrix.columns)
     return ["## Agreement between metrics",
             f"Kendall tau between the method rankings each pair of metrics induces (averaged over "
-            f"models with at least {lb.MIN_AGREEMENT_METHODS} methods; 1 = same order; n = the "
+            f"models with at least {ag.MIN_AGREEMENT_METHODS} methods; 1 = same order; n = the "
             f"number of methods compared per model).",
             markdown_table(cells.reset_index(names="metric"))]
+
+
+def recreate(manifest: dict) -> str:
+    """How to re-create the run: the command for a config, the call for ``xaibench.evaluate``."""
+    if manifest["config_source"] == "xaibench.evaluate":
+        return ("Re-create by calling `xaibench.evaluate` again with the same model, data and "
+                "arguments (the resolved config is below and in `manifest.json`).")
+    return f"Re-create with `xaibench run {manifest['config_source']} --seed {manifest['seed']}`."
 
 
 def render(run_dir: Path, *, seed: int = 0) -> Path:
     """Write every plot and report.md into ``run_dir``; returns the report's path."""
     run = RunFolder(run_dir)
     figures = make_plots(run, list(PLOTS), seed=seed)
-    figures += sorted((run.path / "plots").glob("tradeoff_*.png"))  # drawn earlier on request
     m = run.manifest
     models = run.csv("models.csv")
     parts = [f"# xaibench report: {m['config_name']} on {run.dataset}", *chance_warnings(run.board),
              f"Run `{m['run_id']}` (config `{m['config_source']}`, seed {m['seed']}, {m['n_test']} "
              f"test images, device {m['device']} ({m['device_name']}), xaibench "
-             f"{m['versions'].get('xaibench', '?')}, torch {m['versions'].get('torch', '?')}). Re-create "
-             f"with `xaibench run {m['config_source']} --seed {m['seed']}`.",
+             f"{m['versions'].get('xaibench', '?')}, torch {m['versions'].get('torch', '?')}). "
+             f"{recreate(m)}",
              "## Leaderboard", RANKING_RULE,
              markdown_table(summary_table(run.board, run.costs, method_labels(m)))]
     if models is not None:

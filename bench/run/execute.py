@@ -21,37 +21,21 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from xaibench import contract, keys
+from xaibench import keys
+from xaibench.check import guards
 from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split, Splits
-from xaibench.distributed import World
-from xaibench.io import config_hash, from_half, load_checked, save_checked, to_half, write_json
+from xaibench.io import from_half, load_checked, save_checked, to_half, write_json
 from xaibench.metrics.perturbation import CurveMetric, CurveRequest
-from xaibench.models import TrainedModel
-from xaibench.modelstate import eval_mode
-from xaibench.plan import Cell, Plan, is_cached
-from xaibench.plugins import Method, Metric, MetricOutput, build
-from xaibench.registry import DATASETS, METHODS, METRICS
-from xaibench.seeding import seeded_global_rng
+from xaibench.models.modelstate import eval_mode
+from xaibench.models.training import TrainedModel
+from xaibench.plugins import Method, Metric, MetricOutput
+from xaibench.run.distributed import World
+from xaibench.run.plan import Cell, Plan, is_cached
+from xaibench.seeding import derive_seed, seeded_global_rng
 
 GALLERY_IMAGES = 4
 SOLO = World()  # one process
-
-
-class MethodError(RuntimeError):
-    """An explainer returned something that breaks the method contract."""
-
-
-def check_attributions(maps: torch.Tensor, images: torch.Tensor, method_id: str, offset: int) -> None:
-    """Enforce the method contract: [B,H,W] float32, finite, on the images' device."""
-    b, _, h, w = images.shape
-    if maps.shape != (b, h, w) or maps.dtype != torch.float32 or maps.device != images.device:
-        raise MethodError(f"method {method_id!r} returned {maps.dtype} {tuple(maps.shape)} on "
-                          f"{maps.device}; expected float32 {(b, h, w)} on {images.device}")
-    bad = (~torch.isfinite(maps)).flatten(1).any(1)
-    if bad.any():
-        index = offset + int(bad.nonzero()[0])
-        raise MethodError(f"method {method_id!r} produced NaN or inf on test image {index}")
 
 
 # -- Ctrl-C -----------------------------------------------------------------------------------------
@@ -199,7 +183,7 @@ def load_data(plan: Plan, world: World = SOLO) -> tuple[Splits, bool]:
     """The run's splits and whether they were built now (rank 0 first, then the others)."""
     cell = plan.of_kind("data")[0]
     computed = not is_cached(cell)
-    dataset = build(DATASETS.get(plan.config.dataset.plugin), plan.config.dataset.as_dict())
+    dataset = plan.dataset
     if world.main:
         splits = dataset.load(cache_dir=cell.path, seed=plan.config.run.seed)
         save_record(cell)
@@ -231,17 +215,6 @@ def load_model(plan: Plan, cell: Cell, splits: Splits, device: torch.device, wor
     return trained if world.main else obtain()
 
 
-def method_of(plan: Plan, cell: Cell) -> Method:
-    spec = next(s for s in plan.config.methods if s.id == cell.parts[1])
-    return build(METHODS.get(spec.plugin), spec.as_dict())
-
-
-def metric_of(plan: Plan, cell: Cell) -> tuple[Metric, str]:
-    """The metric of a score cell and its plugin name."""
-    spec = next(s for s in plan.config.metrics if s.id == cell.parts[2])
-    return build(METRICS.get(spec.plugin), spec.as_dict()), spec.plugin
-
-
 # -- explain ------------------------------------------------------------------------------------
 
 
@@ -253,8 +226,8 @@ def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split:
                   run: RunConfig, device: torch.device, check: bool = False) -> dict:
     """Compute test-image shard ``i`` (the i-th batch of ``run.batch_size``) of an explain cell:
     maps (float16, relative to each map's max), targets, cost. With ``check``, stop with a
-    :class:`~xaibench.contract.ContractError` when the method leaves the model changed."""
-    before = contract.snapshot(model) if check else None
+    :class:`~xaibench.errors.ContractError` when the method leaves the model changed."""
+    before = guards.snapshot(model) if check else None
     start = i * run.batch_size
     images, labels, _ = split.batch(slice(start, start + run.batch_size), device)
     with measured(model, device) as cost:
@@ -262,11 +235,11 @@ def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split:
             with torch.inference_mode():
                 labels = model(images).argmax(1)
         # methods that draw from torch's global RNG: a known state per shard
-        with seeded_global_rng(int(config_hash(run.seed, i), 16) & (2**63 - 1), device):
+        with seeded_global_rng(derive_seed(run.seed, i), device):
             maps = method.attribute(model, images, labels)
-        check_attributions(maps, images, method_id, start)
+        guards.check_maps(maps, images, method_id, start)
     if before is not None:
-        contract.ensure_unchanged(model, before, method_id)
+        guards.ensure_unchanged(model, before, method_id)
     c = cost[0]
     return {**to_half(maps.detach()), "targets": labels.cpu(), "seconds": c.seconds,
             "forwards": c.forwards, "peak_mem_mb": c.peak_mem_mb}
@@ -276,8 +249,8 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
             world: World, gallery: list[int], progress: bool) -> tuple[dict[int, dict], Explained | None]:
     """This rank's shards of an explain cell ({shard: shard}, read or computed) and, on rank 0,
     the cell's :class:`Explained` gathered from every rank."""
-    method = method_of(plan, cell)
-    contract.ensure_explains(method, cell.parts[1], cell.parts[0], model)
+    method = plan.method_of(cell)
+    guards.ensure_explains(method, cell.parts[1], cell.parts[0], model)
     bs = plan.config.run.batch_size
     mine, computed = {}, 0
     owned = [i for i in range(len(shard_starts(split, bs))) if world.owns(i)]
@@ -309,7 +282,7 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
 Curves = dict[CurveRequest, dict[int, torch.Tensor]]  # the curves of one explain cell, per shard
 
 
-def evaluate(metric: Metric, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+def score_shard(metric: Metric, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
              maps: torch.Tensor, masks: torch.Tensor | None, *, shard: int, curves: Curves,
              extra: dict) -> MetricOutput:
     """One shard of a score cell. A metric made of engine curves takes each curve from
@@ -340,14 +313,14 @@ def score(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, shards: 
         c = load_checked(cell.path)
         return Scored(cell, c["scores"], c["curves"], Cost(c["seconds"], c["forwards"], c["peak_mem_mb"]),
                       computed=False)
-    metric, _ = metric_of(plan, cell)
-    extra = {"method": method_of(plan, plan.get(cell.deps[0]))} if metric.needs_method else {}
+    metric = plan.metric_of(cell)
+    extra = {"method": plan.method_of(cell)} if metric.needs_method else {}
     bs = plan.config.run.batch_size
     mine = {}
     with measured(model, device) as cost, eval_mode(model):
         for i, shard in shards.items():
             images, _, masks = split.batch(slice(i * bs, (i + 1) * bs), device)
-            out = evaluate(metric, model, images, shard["targets"].to(device), from_half(shard).to(device),
+            out = score_shard(metric, model, images, shard["targets"].to(device), from_half(shard).to(device),
                            masks, shard=i, curves=curves, extra=extra)
             mine[i] = ({k: v.detach().float().cpu() for k, v in out.scores.items()},
                        {k: v.detach().float().cpu() for k, v in out.curves.items()})

@@ -1,10 +1,11 @@
 """Plan a run: the cells of a checked config, each with its key, its record and its dependencies.
 
 A run is a grid of cells: data, model(model), explain(model, method) and
-score(model, method, metric). :func:`plan` is pure: it builds plugin configurations and reads
-file fingerprints (data on disk, checkpoints) but does no torch work, so ``xaibench run --dry-run``
-can say, before anything is computed, which cells are reused from the cache and why the others
-are not. Every key comes from :mod:`xaibench.keys`.
+score(model, method, metric). :func:`plan` is pure: it reads file fingerprints (data on disk,
+checkpoints) but does no torch work, so ``xaibench run --dry-run`` can say, before anything is
+computed, which cells are reused from the cache and why the others are not. Every key comes from
+:mod:`xaibench.keys`. The plan holds the plugins the config check built (``dataset``,
+``methods``, ``metrics``): the run uses those instances and builds none.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from xaibench import keys
-from xaibench.config import Config, PluginSpec
-from xaibench.determinism import CUDA_KERNELS
-from xaibench.families import explains
-from xaibench.io import checksum_of, config_hash, is_valid
-from xaibench.plugins import build, resolved
+from xaibench.config import Config, PluginSpec, applies
+from xaibench.io import checksum_of, is_valid
+from xaibench.params import resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, Registry
+from xaibench.run.determinism import CUDA_KERNELS
 
 Kind = Literal["data", "model", "explain", "score"]
-EXECUTOR = "xaibench.execute"  # the module that computes explain and score cells
+EXECUTOR = "xaibench.run.execute"  # the module that computes explain and score cells
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,29 @@ class Plan:
     threads: int
     cells: tuple[Cell, ...]
 
+    @property
+    def dataset(self) -> Any:
+        """The run's dataset plugin (built once, by the config check)."""
+        return self.config.dataset.instance
+
+    @property
+    def methods(self) -> dict[str, Any]:
+        """method id -> its built method."""
+        return {s.id: s.instance for s in self.config.methods}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """metric id -> its built metric."""
+        return {s.id: s.instance for s in self.config.metrics}
+
+    def method_of(self, cell: Cell) -> Any:
+        """The method of an explain or score cell."""
+        return self.methods[cell.parts[1]]
+
+    def metric_of(self, cell: Cell) -> Any:
+        """The metric of a score cell."""
+        return self.metrics[cell.parts[2]]
+
     def of_kind(self, kind: Kind) -> list[Cell]:
         return [c for c in self.cells if c.kind == kind]
 
@@ -101,7 +124,7 @@ def plugin_record(spec: PluginSpec, registry: Registry) -> dict[str, Any]:
 def model_record(cfg: Any) -> dict[str, Any]:
     """A model's settings (every field of its config, defaults included) and its family's code;
     a checkpoint given by path is recorded by its content checksum, so the file, not its name,
-    decides; a model loaded from elsewhere (:mod:`xaibench.sources`) adds its weights and
+    decides; a model loaded from elsewhere (:mod:`xaibench.models.sources`) adds its weights and
     TorchScript files' checksums and its factory's code identity."""
     settings = asdict(cfg)
     settings.pop("id")
@@ -163,17 +186,12 @@ def _cell(kind: Kind, name: str, record: dict, path_of: Any, deps: tuple[str, ..
 # -- the plan ---------------------------------------------------------------------------------------
 
 
-def applies(spec: PluginSpec, method: Any, model_cfg: Any) -> bool:
-    """Whether the configured method explains this model (its ``models`` list and the arch)."""
-    return (spec.models is None or model_cfg.id in spec.models) and explains(method, model_cfg)
-
-
 def plan(config: Config) -> Plan:
     """The cells of ``config`` with their keys and dependencies (no torch work)."""
     resolved_cfg = config.resolved()
     # the output folder is where the run goes, not what it computes: not part of its id
     where_to = {**resolved_cfg, "run": {**resolved_cfg["run"], "out": None}}
-    run_id = f"{config.name}-{config_hash(where_to, length=8)}"
+    run_id = f"{config.name}-{keys.digest(where_to, length=8)}"
     dataset_dir = Path(config.run.out) / config.dataset.plugin
     cache = dataset_dir / "cache"
     device, threads = resolve_device(config.run.device), run_threads(config.run.threads)
@@ -182,13 +200,11 @@ def plan(config: Config) -> Plan:
         compute["cuda_kernels"] = CUDA_KERNELS
     run = config.run
 
-    dataset = build(DATASETS.get(config.dataset.plugin), config.dataset.as_dict())
+    dataset = config.dataset.instance
     data = _cell("data", "data", {"kind": "data", "dataset": plugin_record(config.dataset, DATASETS),
                                   "seed": run.seed, "files": dataset.fingerprint()},
                  lambda k: cache / "data" / k)
     cells = [data]
-    methods = {s.id: (s, build(METHODS.get(s.plugin), s.as_dict())) for s in config.methods}
-    metrics = {s.id: build(METRICS.get(s.plugin), s.as_dict()) for s in config.metrics}
     executor = keys.code_identity(EXECUTOR)
     for model_cfg in config.models:
         mid = model_cfg.id
@@ -196,8 +212,8 @@ def plan(config: Config) -> Plan:
                                      "seed": run.seed, **compute},
                       lambda k, mid=mid: cache / "models" / f"{mid}-{k}.pt", (data.name,))
         cells.append(model)
-        for spec, method in methods.values():
-            if not applies(spec, method, model_cfg):
+        for spec in config.methods:
+            if not applies(spec, model_cfg):
                 continue
             name = f"{mid}/{spec.id}"
             explain = _cell("explain", name, {
@@ -211,7 +227,7 @@ def plan(config: Config) -> Plan:
                 cells.append(_cell("score", sname, {
                     "kind": "score", "metric": plugin_record(mspec, METRICS), "executor": executor,
                     "explain": explain.key, "batch_size": run.batch_size, **compute,
-                    **curve_keys(metrics[mspec.id], dataset.image_size)},
+                    **curve_keys(mspec.instance, dataset.image_size)},
                     lambda k, n=sname: cache / "scores" / f"{n.replace('/', '-')}-{k}.pt", (explain.name,)))
     return Plan(config=config, run_id=run_id, run_dir=dataset_dir / run_id, cache_dir=cache,
                 device=device, threads=threads, cells=tuple(cells))

@@ -244,7 +244,7 @@ def gallery(images: np.ndarray, masks: np.ndarray | None, maps: dict[str, np.nda
         top, bottom = axes[0, -1].get_position(), axes[-1, -1].get_position()
         cax = fig.add_axes((top.x1 + 0.01, bottom.y0, 0.012, top.y1 - bottom.y0))
         fig.colorbar(mappable, cax=cax, label="|map| / max over the image")
-    fig.suptitle(title + " (cyan: ground-truth region)", fontsize=9)
+    fig.suptitle(title + (" (cyan: ground-truth region)" if masks is not None else ""), fontsize=9)
     save(fig, path)
 
 
@@ -273,3 +273,27 @@ def training_curves(history: pd.DataFrame, path: Path, *, title: str) -> None:
         ax.legend()
     fig.suptitle(title + (": phases separated by dashed lines" if "phase" in h else ""))
     save(fig, path)
+
+
+TRADEOFF_COLUMNS = ["method", "point", "activation", "reidentification"]
+
+
+def tradeoff(table: pd.DataFrame, path: Path | str, *, title: str = "") -> pd.DataFrame:
+    """Draw the activation / re-identification trade-off (one line per method: re-identification
+    against activation; :mod:`xaibench.run.replay`) as a PNG at ``path``; returns the table as
+    plotted."""
+    missing = [c for c in TRADEOFF_COLUMNS if c not in table]
+    if missing:
+        raise ValueError(f"the trade-off table lacks column(s) {', '.join(missing)}")
+    data = table[TRADEOFF_COLUMNS].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    sns.lineplot(data=data, x="activation", y="reidentification", hue="method", style="method",
+                 markers=True, dashes=False, sort=False, estimator=None, ax=ax)
+    ax.set(xlabel="mean amount of activation (kept amount for maps)",
+           ylabel="class re-identification rate", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    note = ("inverse: per-layer points (Kwon et al. 2021); other methods: x * normalised map "
+            "thresholded at t, our own protocol")
+    ax.set_title(f"{title}\n{note}" if title else note, fontsize=8)
+    save(fig, Path(path))
+    return data
