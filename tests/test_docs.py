@@ -169,3 +169,29 @@ def test_sphinx_references_resolve_and_a_missing_target_does_not():
     assert refs.resolve(package, method, "no_such_function") is None
     assert refs.split_items("Args:\n    a, b: text\n        more.\n    c: x") == \
         "Args:\n    a: text\n        more.\n    b: text\n        more.\n    c: x"
+
+
+def test_results_tables_are_generated_from_the_committed_runs():
+    pd = pytest.importorskip("pandas")
+    tables = load_hook("results_tables")
+    root = Path(__file__).resolve().parents[1]
+    seeds = root / "results" / "synthetic_seeds"
+    run = seeds / "colour" / "synthetic_seeds-ba64afbd"  # colour, seed 1
+    board = pd.read_csv(run / "leaderboard.csv")
+    hybrid = board[(board["model"] == "joint_hybrid") & (board["method"] == "joint")].iloc[0]
+    row = next(line for line in tables.seeds("results/synthetic_seeds").splitlines()
+               if line.startswith("| colour | 1 |"))
+    assert f"| {hybrid['relevance_mass_mean']:.3f} / {hybrid['relevance_mass_t75_mean']:.3f} |" in row
+    merged = pd.read_csv(seeds / "nocolour" / "merged" / "merged_leaderboard.csv")
+    joint = merged[(merged["model"] == "joint_unsup") & (merged["method"] == "joint")].iloc[0]
+    assert f"| {joint['pompom_pos_mean']:.3f} ± {joint['pompom_pos_std']:.3f} |" in \
+        tables.merged("results/synthetic_seeds/nocolour")
+    reference, one_thread = "results/synthetic/synthetic-2dc53f32", "results/threads1/synthetic-b52241c4"
+    accuracy = {path: pd.read_csv(root / path / "models.csv").set_index("model")["accuracy"]
+                for path in (reference, one_thread)}
+    threads = tables.threads(reference, one_thread)
+    assert f"| joint_unsup | {accuracy[reference]['joint_unsup']:.3f} / " \
+           f"{accuracy[one_thread]['joint_unsup']:.3f} |" in threads
+    assert "| 82 of 91 |" in threads  # as `xaibench compare` counts them for resnet18
+    page = tables.render((DOCS / "joint-results.md").read_text())
+    assert "<!-- table:" not in page and "| 0.500 | 0.563 |" in page  # nocolour seed 0's joint maps
