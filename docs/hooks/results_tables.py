@@ -17,6 +17,8 @@ Tables:
   localisation metrics.
 - ``ordering ROOT``: per run, POMPOM on positives of both joint maps against the best post-hoc
   method, and which parts of the xML paper's ordering hold.
+- ``leaderboard RUN``: a run's leaderboard.csv on the default benchmark's metrics, with the rank
+  ranges and the flag of methods not better than the best control.
 - ``threads RUN_A RUN_B``: two runs of one config: test accuracy, joint maps' mass, and how many
   metric means lie inside the other run's 95% CI.
 """
@@ -208,8 +210,38 @@ def threads(run_a: str, run_b: str) -> str:
                   "metric means inside the other run's 95% CI"], rows)
 
 
+LEADERBOARD_METRICS = {"aopc": "AOPC", "deletion": "deletion", "insertion": "insertion", "road": "ROAD",
+                       "mprt": "MPRT", "pompom_pos": "POMPOM pos.", "relevance_mass": "mass",
+                       "relevance_mass_t75": "mass >0.75"}
+
+
+def _cell(r: pd.Series, metric: str) -> str:
+    """``mean #rank[-worst]``, and † where a method is not significantly better than the best
+    control."""
+    rank, worst = int(r[f"{metric}_rank"]), int(r[f"{metric}_rank_worst"])
+    cell = f"{f3(r[f'{metric}_mean'])} #{rank}" + (f"-{worst}" if worst != rank else "")
+    return cell + (" †" if r[f"{metric}_beats_controls"] is False or r[f"{metric}_beats_controls"] == "False"
+                   else "")
+
+
+def leaderboard(run: str) -> str:
+    board = pd.read_csv(_path(run) / "leaderboard.csv")
+    metrics = [m for m in LEADERBOARD_METRICS if f"{m}_mean" in board.columns]
+    arrows = {m: "↑" if board[f"{m}_direction"].iloc[0] == "higher" else "↓" for m in metrics}
+    rows = []
+    for model in board["model"].drop_duplicates():
+        part = board[board["model"] == model].sort_values("mean_rank", kind="stable")
+        for i, (_, r) in enumerate(part.iterrows()):
+            method = f"*{r['method']} (control)*" if r["control"] else r["method"]
+            rows.append([f"{model} ({f3(r['accuracy'])})" if i == 0 else "", method,
+                         f"{r['mean_rank']:.2f}", *(_cell(r, m) for m in metrics)])
+    return table(["model (test acc.)", "method", "mean rank",
+                  *(f"{LEADERBOARD_METRICS[m]} {arrows[m]}" for m in metrics)], rows)
+
+
 TABLES: dict[str, Callable[..., str]] = {"provenance": provenance, "seeds": seeds, "merged": merged,
-                                         "ordering": ordering, "threads": threads}
+                                         "ordering": ordering, "leaderboard": leaderboard,
+                                         "threads": threads}
 
 
 def render(markdown: str) -> str:
