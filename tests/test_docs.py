@@ -195,3 +195,43 @@ def test_results_tables_are_generated_from_the_committed_runs():
     assert "| 82 of 91 |" in threads  # as `xaibench compare` counts them for resnet18
     page = tables.render((DOCS / "joint-results.md").read_text())
     assert "<!-- table:" not in page and "| 0.500 | 0.563 |" in page  # nocolour seed 0's joint maps
+
+
+PEERS = ("captum", "quantus", "grad-cam", "zennit", "timm", "torchvision", "pytorch")
+ISSUE_REF = re.compile(r"\b(?:issue|pr|pull\s+request)s?\s*#?\d+|(?<![\w`/&-])#\d+\b(?!-)", re.I)
+WORK_HISTORY = re.compile(r"\bsessions?\b|\blent\b|\bthis\s+stop\b|\bwe\s+(?:tried|measured|ran)\b"
+                          r"|\bran\s+out\b|\bwhose\s+cpu\b|\bother\s+engineers?\b|\banother\s+engineer\b"
+                          r"|\bdone-when\b|\bnot\s+kept\b|\bscratch\s+(?:change|experiment)", re.I)
+
+
+def history_in(text: str) -> list[str]:
+    """This project's issue numbers and accounts of the work in ``text``. Allowed: a peer
+    library's issue (``Captum #646``, ``Quantus PR #374``), a URL, and a rank in a table cell or a
+    rank range (``0.340 #1``, ``#2-4``); in prose write "rank 1", not "#1"."""
+    text = re.sub(r"https?://\S+", "", text)
+    found = [" ".join(m.group(0).split()) for m in WORK_HISTORY.finditer(text)]
+    for m in ISSUE_REF.finditer(text):
+        before = text[max(0, m.start() - 40):m.start()].lower()
+        rank = m.group(0).startswith("#") and re.search(r"\d\s*$", before)  # "0.340 #1" in a table
+        if rank or any(peer in before for peer in PEERS):
+            continue
+        found.append(m.group(0))
+    return found
+
+
+def test_history_check_catches_the_old_joint_page_and_allows_citations():
+    old = ("Where it stood before issue 15 (measured on this machine while three other\nengineers' jobs "
+           "ran). Replicate padding (tried, not kept). colour 2: not run, the session's CPU time ran out. "
+           "The Done-when of issue 15 asked for it.")
+    found = set(history_in(old))
+    assert {"issue 15", "other engineers", "not kept", "session", "ran out", "Done-when"} <= found
+    allowed = ("Captum #646 and Quantus PR #374 report it (https://github.com/x/y/issues/12); "
+               "AOPC 0.340 #1-3, 0.035 #8 and ranks `#2-4`; see [the rule](run-folder.md#the-ranking-rule).")
+    assert history_in(allowed) == []
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(f"docs/{p.name}" for p in DOCS.glob("*.md"))])
+def test_docs_hold_no_issue_numbers_or_work_history(page):
+    found = history_in((DOCS.parent / page).read_text())
+    assert not found, (f"{page}: {found} (the guide describes the software; a result names its commit "
+                       f"and machine)")

@@ -202,7 +202,8 @@ def threads(run_a: str, run_b: str) -> str:
     for model in [m for m in MODEL_ORDER if m in acc_a]:
         inside, total = inside_ci(board_a, board_b, model)
         if model in JOINT_MODELS:
-            mass = " / ".join(f3(_row(board, model, "joint")["relevance_mass_mean"]) for board in (board_a, board_b))
+            mass = " / ".join(f3(_row(board, model, "joint")["relevance_mass_mean"])
+                              for board in (board_a, board_b))
         else:
             mass = "-"
         rows.append([model, f"{f3(acc_a[model])} / {f3(acc_b[model])}", mass, f"{inside} of {total}"])
