@@ -193,6 +193,10 @@ def test_results_tables_are_generated_from_the_committed_runs():
     assert f"| joint_unsup | {accuracy[reference]['joint_unsup']:.3f} / " \
            f"{accuracy[one_thread]['joint_unsup']:.3f} |" in threads
     assert "| 82 of 91 |" in threads  # as `xaibench compare` counts them for resnet18
+    board = pd.read_csv(root / reference / "leaderboard.csv")
+    ig = board[(board["model"] == "resnet18") & (board["method"] == "integrated_gradients")].iloc[0]
+    assert f"| integrated_gradients | {ig['mean_rank']:.2f} | {ig['aopc_mean']:.3f} #1 |" in \
+        tables.leaderboard(reference)
     page = tables.render((DOCS / "joint-results.md").read_text())
     assert "<!-- table:" not in page and "| 0.500 | 0.563 |" in page  # nocolour seed 0's joint maps
 
