@@ -170,3 +170,73 @@ def test_sphinx_references_resolve_and_a_missing_target_does_not():
     assert refs.resolve(package, method, "no_such_function") is None
     assert refs.split_items("Args:\n    a, b: text\n        more.\n    c: x") == \
         "Args:\n    a: text\n        more.\n    b: text\n        more.\n    c: x"
+
+
+def test_results_tables_are_generated_from_the_committed_runs():
+    pd = pytest.importorskip("pandas")
+    tables = load_hook("results_tables")
+    root = Path(__file__).resolve().parents[1]
+    seeds = root / "results" / "synthetic_seeds"
+    run = seeds / "colour" / "synthetic_seeds-ba64afbd"  # colour, seed 1
+    board = pd.read_csv(run / "leaderboard.csv")
+    hybrid = board[(board["model"] == "joint_hybrid") & (board["method"] == "joint")].iloc[0]
+    row = next(line for line in tables.seeds("results/synthetic_seeds").splitlines()
+               if line.startswith("| colour | 1 |"))
+    assert f"| {hybrid['relevance_mass_mean']:.3f} / {hybrid['relevance_mass_t75_mean']:.3f} |" in row
+    merged = pd.read_csv(seeds / "nocolour" / "merged" / "merged_leaderboard.csv")
+    joint = merged[(merged["model"] == "joint_unsup") & (merged["method"] == "joint")].iloc[0]
+    assert f"| {joint['pompom_pos_mean']:.3f} ± {joint['pompom_pos_std']:.3f} |" in \
+        tables.merged("results/synthetic_seeds/nocolour")
+    reference, one_thread = "results/synthetic/synthetic-2dc53f32", "results/threads1/synthetic-b52241c4"
+    accuracy = {path: pd.read_csv(root / path / "models.csv").set_index("model")["accuracy"]
+                for path in (reference, one_thread)}
+    threads = tables.threads(reference, one_thread)
+    assert f"| joint_unsup | {accuracy[reference]['joint_unsup']:.3f} / " \
+           f"{accuracy[one_thread]['joint_unsup']:.3f} |" in threads
+    assert "| 82 of 91 |" in threads  # as `xaibench compare` counts them for resnet18
+    board = pd.read_csv(root / reference / "leaderboard.csv")
+    ig = board[(board["model"] == "resnet18") & (board["method"] == "integrated_gradients")].iloc[0]
+    assert f"| integrated_gradients | {ig['mean_rank']:.2f} | {ig['aopc_mean']:.3f} #1 |" in \
+        tables.leaderboard(reference)
+    page = tables.render((DOCS / "joint-results.md").read_text())
+    assert "<!-- table:" not in page and "| 0.500 | 0.563 |" in page  # nocolour seed 0's joint maps
+
+
+PEERS = ("captum", "quantus", "grad-cam", "zennit", "timm", "torchvision", "pytorch")
+ISSUE_REF = re.compile(r"\b(?:issue|pr|pull\s+request)s?\s*#?\d+|(?<![\w`/&-])#\d+\b(?!-)", re.I)
+WORK_HISTORY = re.compile(r"\bsessions?\b|\blent\b|\bthis\s+stop\b|\bwe\s+(?:tried|measured|ran)\b"
+                          r"|\bran\s+out\b|\bwhose\s+cpu\b|\bother\s+engineers?\b|\banother\s+engineer\b"
+                          r"|\bdone-when\b|\bnot\s+kept\b|\bscratch\s+(?:change|experiment)", re.I)
+
+
+def history_in(text: str) -> list[str]:
+    """This project's issue numbers and accounts of the work in ``text``. Allowed: a peer
+    library's issue (``Captum #646``, ``Quantus PR #374``), a URL, and a rank in a table cell or a
+    rank range (``0.340 #1``, ``#2-4``); in prose write "rank 1", not "#1"."""
+    text = re.sub(r"https?://\S+", "", text)
+    found = [" ".join(m.group(0).split()) for m in WORK_HISTORY.finditer(text)]
+    for m in ISSUE_REF.finditer(text):
+        before = text[max(0, m.start() - 40):m.start()].lower()
+        rank = m.group(0).startswith("#") and re.search(r"\d\s*$", before)  # "0.340 #1" in a table
+        if rank or any(peer in before for peer in PEERS):
+            continue
+        found.append(m.group(0))
+    return found
+
+
+def test_history_check_catches_the_old_joint_page_and_allows_citations():
+    old = ("Where it stood before issue 15 (measured on this machine while three other\nengineers' jobs "
+           "ran). Replicate padding (tried, not kept). colour 2: not run, the session's CPU time ran out. "
+           "The Done-when of issue 15 asked for it.")
+    found = set(history_in(old))
+    assert {"issue 15", "other engineers", "not kept", "session", "ran out", "Done-when"} <= found
+    allowed = ("Captum #646 and Quantus PR #374 report it (https://github.com/x/y/issues/12); "
+               "AOPC 0.340 #1-3, 0.035 #8 and ranks `#2-4`; see [the rule](run-folder.md#the-ranking-rule).")
+    assert history_in(allowed) == []
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(f"docs/{p.name}" for p in DOCS.glob("*.md"))])
+def test_docs_hold_no_issue_numbers_or_work_history(page):
+    found = history_in((DOCS.parent / page).read_text())
+    assert not found, (f"{page}: {found} (the guide describes the software; a result names its commit "
+                       f"and machine)")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from xaibench.leaderboard import ranking
-from xaibench.leaderboard import tables as lb
-from xaibench.report import render as report
+from xaibench.leaderboard.tables import ranking
+from xaibench.leaderboard.tables import tables as lb
+from xaibench.report.render import render as report
 
 
 def long(values: dict[str, np.ndarray], *, model: str = "m", metric: str = "x",
@@ -217,7 +217,7 @@ def test_agreement_is_left_out_below_four_methods(tmp_path):
     assert (lb.agreement_methods(four) == "4").all().all()
     parts = report.agreement_parts(four)
     assert "1.00 (n=4)" in parts[-1]
-    from xaibench.report import plots
+    from xaibench.report.render import plots
 
     plots.agreement_heatmap(lb.agreement(four), tmp_path / "a.png", title="t",
                             methods=lb.agreement_methods(four))

@@ -7,6 +7,8 @@
 - The committed reference results (``results/synthetic/<run>/``: report.md, plots/, training/) are
   added to the site under ``results/<run>/`` without copying them into docs/; the GPU check's
   output (``results/gpu_check/*.txt``) under ``results/gpu_check/``.
+- A page's ``<!-- table: NAME ARG ... -->`` lines are replaced by tables generated from the
+  committed run folders (``results_tables.py``), so the results pages quote no number by hand.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mkdocs.structure.files import File, Files
 
 sys.path.insert(0, str(Path(__file__).parent))
 import plugin_pages  # noqa: E402  (a sibling of this file, not an installed module)
+import results_tables  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results" / "synthetic"
@@ -52,3 +55,7 @@ def on_files(files: Files, config: Any) -> Files:
     for src in sorted((ROOT / "results" / "gpu_check").glob("*.txt")):
         files.append(File.generated(config, f"results/gpu_check/{src.name}", abs_src_path=str(src)))
     return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
+    return results_tables.render(markdown)
