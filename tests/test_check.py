@@ -125,10 +125,10 @@ def test_the_run_stops_when_a_method_changes_the_model(registered):
 def test_the_runner_refuses_a_method_for_the_family_of_a_built_model():
     from xaibench.check.guards import ensure_explains
     from xaibench.check.zoo import tiny_vit
-    from xaibench.errors import ConfigError
+    from xaibench.errors import RunError
     from xaibench.params import build
 
     method = build(METHODS.get("deep_taylor"), {})
-    with pytest.raises(ConfigError, match=r"\[methods.lrp\] cannot explain model 'mine' \(a vit\)"):
+    with pytest.raises(RunError, match=r"\[methods.lrp\] cannot explain model 'mine' \(a vit\)"):
         ensure_explains(method, "lrp", "mine", tiny_vit())
     ensure_explains(method, "lrp", "mine", tiny_net())  # a CNN: fine

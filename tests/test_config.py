@@ -141,6 +141,18 @@ def test_an_error_in_an_override_names_the_argument_not_the_file(tmp_path):
         load("quick", [f"run.out='{blocker}/x'"])
 
 
+def test_a_layer_name_is_checked_on_the_architecture_before_any_training(tmp_path):
+    """A typo in a method's layer is a config error naming the argument, the layer and valid
+    names: the untrained architecture is built (milliseconds), nothing is trained."""
+    expected = (r"^--set methods.gradcam.layer=net.nosuch: \[methods.gradcam\] layer: layer "
+                r"'net.nosuch' not found in the model; e.g. .*net.layer4")
+    with pytest.raises(ConfigError, match=expected):
+        load("quick", ["methods.gradcam.layer=net.nosuch", f"run.out='{tmp_path}'"])
+    assert not any(tmp_path.iterdir())  # nothing written, nothing trained
+    cfg = load("quick", ["methods.gradcam.layer=net.layer3", f"run.out='{tmp_path}'"])
+    assert cfg.methods[0].instance.layer == "net.layer3"
+
+
 def shipped_config_text(name):
     return resources.files("xaibench.configs").joinpath(f"{name}.toml").read_text()
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import torch
 
-from xaibench.check.contract import guards as contract
+from xaibench.check import guards as contract
 from xaibench.check.contract import QUICK, method_problems, metric_problems
 from xaibench.methods.layers import model_family
 from xaibench.params import build, parameters

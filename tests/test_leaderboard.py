@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from xaibench.config import ConfigError, parse
-from xaibench.leaderboard.tables import score_frames, summarise
+from xaibench.leaderboard.statistics import summarise
+from xaibench.leaderboard.tables import score_frames
 from xaibench.params import build
 from xaibench.plugins import Dataset
 from xaibench.registry import DATASETS, METRICS
@@ -159,7 +160,7 @@ def test_aopc_after_l_steps_by_hand():
 
 
 def test_metric_agreement_is_kendall_tau_with_directions():
-    from xaibench.leaderboard.tables import agreement
+    from xaibench.leaderboard.agreement import agreement
 
     # four methods: the fewest the agreement uses (tau from 3 can only be +-1/3 or +-1)
     board = pd.DataFrame({"dataset": "d", "model": "m", "method": ["a", "b", "c", "d"],

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from xaibench.leaderboard.tables import summarise
+from xaibench.leaderboard.statistics import summarise
 from xaibench.metrics.relevance_mass import RelevanceMass, relevance_mass
 
 

@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from xaibench.leaderboard.tables import ranking
-from xaibench.leaderboard.tables import tables as lb
-from xaibench.report.render import render as report
+from xaibench.leaderboard import agreement, ranking, statistics
+from xaibench.report import render as report
 
 
 def long(values: dict[str, np.ndarray], *, model: str = "m", metric: str = "x",
@@ -24,7 +23,7 @@ def long(values: dict[str, np.ndarray], *, model: str = "m", metric: str = "x",
 
 def board_of(scores: pd.DataFrame, controls=(), accuracy: float = 1.0) -> pd.DataFrame:
     models = pd.DataFrame({"model": sorted(scores["model"].unique()), "accuracy": accuracy})
-    return lb.summarise(scores, models, dataset="d", n_boot=200, seed=0,
+    return statistics.summarise(scores, models, dataset="d", n_boot=200, seed=0,
                         controls=list(controls)).set_index("method")
 
 
@@ -121,7 +120,7 @@ def test_the_leaderboard_is_byte_identical_run_to_run():
 
     def csv() -> str:
         models = pd.DataFrame({"model": ["m"], "accuracy": [0.9]})
-        board = lb.summarise(scores, models, dataset="d", n_boot=200, seed=0, controls=["a"])
+        board = statistics.summarise(scores, models, dataset="d", n_boot=200, seed=0, controls=["a"])
         return board.to_csv(index=False, float_format="%.6g")
     assert csv() == csv()
 
@@ -157,7 +156,7 @@ def test_the_chance_flag_reaches_the_leaderboard_and_the_top_of_the_report():
                         for m in ("at_chance", "fine")], ignore_index=True)
     models = ranking.chance_columns(pd.DataFrame({"model": ["at_chance", "fine"], "accuracy": [0.5, 1.0]}),
                                     labels)
-    board = lb.summarise(scores, models, dataset="d", n_boot=200, seed=0)
+    board = statistics.summarise(scores, models, dataset="d", n_boot=200, seed=0)
     flags = board.drop_duplicates("model").set_index("model")["above_chance"].to_dict()
     assert flags == {"at_chance": False, "fine": True}
     back = pd.read_csv(io.StringIO(board.to_csv(index=False)))  # what the report reads
@@ -207,27 +206,27 @@ def agreement_board(k: int) -> pd.DataFrame:
 
 def test_agreement_is_left_out_below_four_methods(tmp_path):
     three = agreement_board(3)
-    matrix = lb.agreement(three)
-    assert matrix.isna().all().all() and not lb.agreement_shown(matrix)
+    matrix = agreement.agreement(three)
+    assert matrix.isna().all().all() and not agreement.agreement_shown(matrix)
     (_, line) = report.agreement_parts(three)
     assert line.startswith("Left out") and "±1/3" in line
     four = agreement_board(4)
-    assert lb.agreement_shown(lb.agreement(four))
-    assert lb.agreement(four).loc["x", "y"] == pytest.approx(1.0)
-    assert (lb.agreement_methods(four) == "4").all().all()
+    assert agreement.agreement_shown(agreement.agreement(four))
+    assert agreement.agreement(four).loc["x", "y"] == pytest.approx(1.0)
+    assert (agreement.agreement_methods(four) == "4").all().all()
     parts = report.agreement_parts(four)
     assert "1.00 (n=4)" in parts[-1]
-    from xaibench.report.render import plots
+    from xaibench.report import plots
 
-    plots.agreement_heatmap(lb.agreement(four), tmp_path / "a.png", title="t",
-                            methods=lb.agreement_methods(four))
+    plots.agreement_heatmap(agreement.agreement(four), tmp_path / "a.png", title="t",
+                            methods=agreement.agreement_methods(four))
     assert (tmp_path / "a.png").stat().st_size > 1000
 
 
 def test_agreement_states_the_range_of_methods_over_models():
     board = pd.concat([agreement_board(4), agreement_board(6).assign(model="n"),
                        agreement_board(3).assign(model="o")], ignore_index=True)
-    assert lb.agreement_methods(board).loc["x", "y"] == "4-6"  # the 3-method model is left out
+    assert agreement.agreement_methods(board).loc["x", "y"] == "4-6"  # the 3-method model is left out
 
 
 # -- gallery, curves, labels ----------------------------------------------------------------------
@@ -250,11 +249,11 @@ def test_curve_bands_are_the_leaderboards_bootstrap():
     values = rng.normal(size=(30, 3))
     curves = pd.DataFrame({"model": "m", "method": "a", "index": np.repeat(np.arange(30), 3),
                            "step": np.tile(np.arange(3), 30), "value": values.ravel()})
-    summary = lb.curve_summary(curves, "step", "value", n_boot=200, seed=3)
+    summary = statistics.curve_summary(curves, "step", "value", n_boot=200, seed=3)
     for s in range(3):
         row = summary[summary["step"] == s].iloc[0]
         assert row["mean"] == pytest.approx(values[:, s].mean())
-        assert (row["ci_low"], row["ci_high"]) == lb.bootstrap_ci(values[:, s], n_boot=200, seed=3)
+        assert (row["ci_low"], row["ci_high"]) == statistics.bootstrap_ci(values[:, s], n_boot=200, seed=3)
 
 
 def test_controls_are_grey_and_dashed():
@@ -268,12 +267,21 @@ def test_controls_are_grey_and_dashed():
     assert styles["gradcam"]["linestyle"] == "-" and styles["random"] != styles["center"]
 
 
-def test_report_shows_non_default_parameters_beside_the_method():
-    manifest = {"config": {"methods": {
-        "integrated_gradients": {"plugin": "integrated_gradients", "baseline": "white"},
-        "ig_default": {"plugin": "integrated_gradients", "baseline": "black"},
-        "gradcam": {"plugin": "gradcam"}}}}
-    labels = report.method_labels(manifest)
+def test_report_shows_non_default_parameters_beside_the_method(tmp_path):
+    """The labels come from the manifest, which records each method's parameters and which differ
+    from its plugin's defaults (the report reads nothing else)."""
+    from xaibench.config import parse
+    from xaibench.run.plan import plan
+    from xaibench.run.writer import declared
+
+    raw = {"run": {"out": str(tmp_path), "device": "cpu"},
+           "dataset": {"name": "synthetic", "image_size": 32, "n_train": 8, "n_val": 4, "n_test": 4,
+                       "radius": [3, 6], "n_shapes": [1, 3]},
+           "models": {"resnet18": {"arch": "resnet18"}},
+           "methods": {"integrated_gradients": {"baseline": "white"},
+                       "ig_default": {"plugin": "integrated_gradients", "baseline": "black"}, "gradcam": {}},
+           "metrics": {"aopc": {}}}
+    labels = report.method_labels(declared(plan(parse(raw, name="t", source="t"))))
     assert labels["integrated_gradients"] == "integrated_gradients (baseline='white')"
     assert labels["ig_default"] == "ig_default (integrated_gradients)"
     assert labels["gradcam"] == "gradcam"

@@ -146,7 +146,7 @@ def test_every_plugin_module_of_the_package_is_reachable_by_its_name():
     classes = plugin_classes()
     by_name = {f"{c.__module__}:{c.__qualname__}" for c in classes}
     assert {"xaibench.methods.gradcam:GradCAM", "xaibench.metrics.aopc:AOPC",
-            "xaibench.datasets.synthetic:Synthetic", "xaibench.models.training:ModelConfig",
+            "xaibench.datasets.synthetic:Synthetic", "xaibench.models.configs:ModelConfig",
             "xaibench.models.sources:TimmModel", "xaibench.methods.joint.method:Joint",
             "xaibench.methods.joint.train:JointModelConfig"} <= by_name
     assert not {"xaibench.metrics.perturbation:CurveMetric", "xaibench.models.sources:LoadedModel"} & by_name

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -20,7 +20,6 @@ from xaibench.io import load_checked, save_checked
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from xaibench.models.configs import BackboneConfig, ModelConfig
 
 
 
@@ -64,7 +63,7 @@ def loss_and_accuracy(model: torch.nn.Module, split: Split, batch_size: int,
 def train_classifier(
     model: torch.nn.Module,
     splits: Splits,
-    cfg: ModelConfig,
+    cfg: Any,  # xaibench.models.configs.ModelConfig
     *,
     device: torch.device,
     seed: int,
@@ -131,7 +130,7 @@ class TrainedModel:
 
 
 def obtain_model(
-    cfg: BackboneConfig,
+    cfg: Any,  # xaibench.models.configs.BackboneConfig
     splits: Splits,
     *,
     path: Path,

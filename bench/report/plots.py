@@ -99,14 +99,14 @@ def aopc_by_steps(curves: pd.DataFrame) -> pd.DataFrame:
     Args:
         curves: long MoRF curves with columns model, method, index, step, value.
     Returns:
-        long format with columns model, method, index, L, aopc.
+        long format with columns model, method, index, L, value (the AOPC over the first L steps).
     """
     c = curves.sort_values(["model", "method", "index", "step"])
     keys = [c["model"], c["method"], c["index"]]
     drop = c.groupby(keys, sort=False)["value"].transform("first") - c["value"]
     aopc = drop.groupby(keys, sort=False).cumsum() / (c["step"] + 1)
     return pd.DataFrame({"model": c["model"], "method": c["method"], "index": c["index"],
-                         "L": c["step"], "aopc": aopc})
+                         "L": c["step"], "value": aopc})
 
 
 def aopc_vs_steps(summary: pd.DataFrame, path: Path, *, title: str,
@@ -116,7 +116,7 @@ def aopc_vs_steps(summary: pd.DataFrame, path: Path, *, title: str,
 
     Args:
         summary: columns model, method, L, mean, ci_low, ci_high (the per-image AOPC of
-            :func:`aopc_by_steps` through :func:`xaibench.leaderboard.curve_summary`).
+            :func:`aopc_by_steps` through :func:`xaibench.leaderboard.statistics.curve_summary`).
     """
     lines_per_model(summary, "L", path, title=title, controls=controls, xlabel="steps L",
                     ylabel="AOPC after L steps")
@@ -127,7 +127,7 @@ def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str, controls: typing.It
     controls grey and dashed.
 
     Args:
-        grid: columns model, method, substrate, patch_size, aopc (the mean over images).
+        grid: columns model, method, substrate, patch_size, value (the mean AOPC over images).
     """
     models = list(dict.fromkeys(grid["model"]))
     substrates = list(dict.fromkeys(grid["substrate"]))
@@ -141,7 +141,7 @@ def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str, controls: typing.It
             for method, style in styles.items():
                 g = part[part["method"] == method].sort_values("patch_size")
                 if len(g):
-                    ax.plot(g["patch_size"], g["aopc"], marker="o", ms=4, label=method, **style)
+                    ax.plot(g["patch_size"], g["value"], marker="o", ms=4, label=method, **style)
             ax.set_xscale("log", base=2)
             ax.set_xticks(sizes, labels=[str(p) for p in sizes])
             ax.set(title=f"{model}, {substrate}", xlabel="patch size (px)", ylabel="AOPC")

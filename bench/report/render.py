@@ -129,7 +129,7 @@ def aopc_steps_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
         part = run.curves[run.curves["curve"] == f"{metric_id}_morf"]
         if len(part):
             path = out / f"{metric_id}_vs_steps.png"
-            summary = curve_summary(plots.aopc_by_steps(part), "L", "aopc", n_boot=run.bootstrap,
+            summary = curve_summary(plots.aopc_by_steps(part), "L", "value", n_boot=run.bootstrap,
                                        seed=seed)
             plots.aopc_vs_steps(summary, path, title=f"{run.dataset}: {metric_id} against the "
                                 f"number of MoRF steps L", controls=run.controls)
@@ -138,14 +138,14 @@ def aopc_steps_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
 
 
 def aopc_grid_table(run: RunFolder) -> pd.DataFrame:
-    """Mean AOPC per (model, method, substrate, patch size) over the run's metrics that declare
-    the AOPC grid."""
+    """Mean AOPC (column ``value``) per (model, method, substrate, patch size) over the run's
+    metrics that declare the AOPC grid."""
     rows = []
     for metric_id in run.declaring("aopc-grid"):
         params, col = run.metric_params(metric_id), f"{metric_id}_mean"
         for _, r in run.board.iterrows():
             rows.append({"model": r["model"], "method": r["method"], "substrate": params["substrate"],
-                         "patch_size": params["patch_size"], "aopc": r[col]})
+                         "patch_size": params["patch_size"], "value": r[col]})
     return pd.DataFrame(rows)
 
 
