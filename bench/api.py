@@ -3,8 +3,9 @@
 
 ``evaluate`` goes through the same path as ``xaibench run``: it writes a config (a ``memory``
 dataset holding your tensors, a ``given`` model holding a private copy of your model, your
-methods and metrics), checks it with the config checks and their messages, plans it into keyed
-cells, executes and writes. The data is keyed by a hash of the tensors and the model by a hash of
+methods and metrics), checks it with the config checks and their messages (the dataset and the
+model are handed to the check as built plugins, nothing is kept in the process), plans it into
+keyed cells, executes and writes. The data is keyed by a hash of the tensors and the model by a hash of
 its state_dict, its class and its module's source (:func:`model_key`), so with ``out`` a second
 call reuses every cell whose inputs did not change, exactly as the command line does.
 """
@@ -29,7 +30,7 @@ from xaibench.datasets import memory
 from xaibench.errors import ConfigError, ParamError
 from xaibench.models.classifier import Classifier
 from xaibench.models.families import explains
-from xaibench.models.sources import GivenModel, hold, outputs, release
+from xaibench.models.sources import GivenModel, outputs
 from xaibench.params import build
 from xaibench.registry import METHODS, RegistryError
 from xaibench.report.render import render
@@ -175,25 +176,20 @@ def evaluate(model: nn.Module, data: Any, *, methods: Any, metrics: Any, mean: A
     net = wrapped(model, mean, std)
     images, labels, masks = collect(data)
     num_classes = outputs(net, tuple(images.shape[2:])) if len(images) else 0
-    tensors = check_data(images, labels, masks, num_classes)
-    data_key, key = memory.register(tensors), model_key(net)
-    hold(net, key)
+    dataset = memory.Memory.holding(check_data(images, labels, masks, num_classes))
     name = type(model).__name__
-    try:
-        with tempfile.TemporaryDirectory(prefix="xaibench-") as scratch:
-            raw = {"run": {"seed": seed, "device": device, "batch_size": batch_size,
-                           "out": str(out if out is not None else scratch)},
-                   "dataset": {"name": "memory", "key": data_key},
-                   "models": {name: {"arch": f"{GivenModel.source}:{name}", "key": key}},
-                   "methods": plugin_table("methods", methods), "metrics": plugin_table("metrics", metrics)}
-            cfg = parse(raw, name="evaluate", source=WHERE)
-            result = run(cfg, progress=progress, write_outputs=out is not None)
-            if out is not None:
-                render(result.run_dir, seed=seed)
-            return result.leaderboard
-    finally:
-        memory.release(data_key)
-        release(key)
+    given = {"dataset": dataset, f"models.{name}": GivenModel.holding(net, id=name, key=model_key(net))}
+    with tempfile.TemporaryDirectory(prefix="xaibench-") as scratch:
+        raw = {"run": {"seed": seed, "device": device, "batch_size": batch_size,
+                       "out": str(out if out is not None else scratch)},
+               "dataset": {"name": "memory", "key": dataset.key},
+               "models": {name: {"arch": given[f"models.{name}"].arch, "key": given[f"models.{name}"].key}},
+               "methods": plugin_table("methods", methods), "metrics": plugin_table("metrics", metrics)}
+        cfg = parse(raw, name="evaluate", source=WHERE, given=given)
+        result = run(cfg, progress=progress, write_outputs=out is not None)
+        if out is not None:
+            render(result.run_dir, seed=seed)
+        return result.leaderboard
 
 
 def explain(model: nn.Module, images: torch.Tensor, targets: Any, method: str = "gradcam",

@@ -28,6 +28,7 @@ import copy
 import os
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -236,8 +237,12 @@ def _plugin_specs(section: str, raw: Any, registry: Registry, where: Where) -> l
     return specs
 
 
-def _built(spec: PluginSpec, registry: Registry, label: str, where: Where) -> PluginSpec:
-    """``spec`` with its plugin built (keys, types and ranges checked)."""
+def _built(spec: PluginSpec, registry: Registry, label: str, where: Where,
+           given: Mapping[str, Any] | None = None) -> PluginSpec:
+    """``spec`` with its plugin built (keys, types and ranges checked), or the instance ``given``
+    under ``label`` (a plugin made in Python, e.g. the ``memory`` dataset of your tensors)."""
+    if given and label in given:
+        return replace(spec, instance=given[label])
     try:
         return replace(spec, instance=build(registry.get(spec.plugin), spec.as_dict()))
     except ParamError as exc:
@@ -257,10 +262,12 @@ def _dataset_spec(raw: dict[str, Any], where: Where) -> PluginSpec:
     return PluginSpec("dataset", dataset_name, tuple(sorted(data.items())))
 
 
-def _model(mid: str, values: Any, where: Where) -> Any:
+def _model(mid: str, values: Any, where: Where, given: Mapping[str, Any] | None = None) -> Any:
     """The model config of ``[models.<mid>]``: its architecture or source looked up, its keys,
-    types and ranges checked."""
+    types and ranges checked (or the config ``given`` under ``models.<mid>``, made in Python)."""
     label = f"models.{mid}"
+    if given and label in given:
+        return given[label]
     if not isinstance(values, dict):
         raise ConfigError(f"{where.at(label)}: [{label}] must be a table, got {values!r}")
     arch = values.get("arch", "resnet18")
@@ -276,7 +283,8 @@ def _model(mid: str, values: Any, where: Where) -> Any:
         raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc}") from None
 
 
-def _models(raw: Any, dataset: Any, dataset_name: str, where: Where) -> list[Any]:
+def _models(raw: Any, dataset: Any, dataset_name: str, where: Where,
+            given: Mapping[str, Any] | None = None) -> list[Any]:
     """The checked model configs of the [models] section, checked against the dataset."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [models] must be a table of tables, e.g. [models.resnet18]")
@@ -284,7 +292,7 @@ def _models(raw: Any, dataset: Any, dataset_name: str, where: Where) -> list[Any
     models = []
     for mid, values in raw.items():
         label = f"models.{mid}"
-        model = _model(mid, values, where)
+        model = _model(mid, values, where, given)
         try:
             model.check_image_size(height, width)
             model.check_checkpoint((height, width))
@@ -419,8 +427,12 @@ def _sections(raw: dict[str, Any], where: Where) -> None:
             raise ConfigError(f"{where}: section [{section}] is missing or empty")
 
 
-def parse(raw: dict[str, Any], *, name: str, source: str | Where) -> Config:
+def parse(raw: dict[str, Any], *, name: str, source: str | Where,
+          given: Mapping[str, Any] | None = None) -> Config:
     """Check a raw config dict and return the frozen :class:`Config`, its plugins built.
+
+    ``given``: plugins made in Python, by label ("dataset", "models.<id>"), used instead of
+    building them from ``raw`` and checked like the others (the Python API's tensors and model).
 
     Names are checked first, from package metadata only (no plugin imported), then every
     parameter's type and range and the rules across sections; the checks that need torch (layer
@@ -436,9 +448,9 @@ def parse(raw: dict[str, Any], *, name: str, source: str | Where) -> Config:
     methods = _plugin_specs("methods", raw["methods"], METHODS, where)
     metrics = _plugin_specs("metrics", raw["metrics"], METRICS, where)
     run = _run_config(raw, where)
-    dataset_spec = _built(dataset_spec, DATASETS, "dataset", where)
+    dataset_spec = _built(dataset_spec, DATASETS, "dataset", where, given)
     dataset = dataset_spec.instance
-    models = _models(raw["models"], dataset, dataset_spec.plugin, where)
+    models = _models(raw["models"], dataset, dataset_spec.plugin, where, given)
     methods = _check_methods(methods, models, where)
     metrics = _check_metrics(metrics, dataset, dataset_spec.plugin, where)
     _check_layers(methods, models, dataset, where)

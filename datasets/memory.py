@@ -1,8 +1,9 @@
 """Images held in memory: the data handed to ``xaibench.evaluate`` from Python.
 
-:func:`register` keeps the tensors in this process under a key that is a hash of their content;
-the ``memory`` dataset plugin takes that key as its one parameter, so the data cell's key (and
-every key below it) changes exactly when the images, labels or masks do. Every image is a test
+:meth:`Memory.holding` makes the dataset of the tensors, keyed by a hash of their content (its one
+parameter), so the data cell's key (and every key below it) changes exactly when the images,
+labels or masks do. The Python API hands that instance to the config check
+(``xaibench.config.parse(..., given=...)``); a config file cannot name this dataset. Every image is a test
 image (the train and validation splits are empty): models are given, not trained. The images stay
 float32 as given (not rounded to 8 bits), so accuracy equals the model's on these very tensors.
 """
@@ -30,9 +31,6 @@ class Tensors:
     num_classes: int
 
 
-_HELD: dict[str, Tensors] = {}
-
-
 def content_key(data: Tensors) -> str:
     """SHA-256 (24 hex digits) of the tensors' shapes, dtypes and bytes and the class count."""
     h = hashlib.sha256(f"{data.num_classes}".encode())
@@ -45,34 +43,23 @@ def content_key(data: Tensors) -> str:
     return h.hexdigest()[:24]
 
 
-def register(data: Tensors) -> str:
-    """Hold ``data`` in this process; return the key the ``memory`` dataset is configured with."""
-    key = content_key(data)
-    _HELD[key] = data
-    return key
-
-
-def release(key: str) -> None:
-    """Forget the tensors held under ``key``."""
-    _HELD.pop(key, None)
-
-
 class Memory(Dataset):
     """Tensors given from Python (``xaibench.evaluate``), every image a test image.
 
     Args:
-        key: the key :func:`register` returned (a hash of the tensors).
+        key: a hash of the tensors (:func:`content_key`).
     """
 
     def __init__(self, *, key: str) -> None:
-        if key not in _HELD:
-            raise ParamError("key", f"no data is held under {key!r} in this process: the memory "
-                                    f"dataset holds tensors given to xaibench.evaluate from Python")
-        self.key = key
+        raise ParamError("key", "the memory dataset holds tensors given to xaibench.evaluate from "
+                                "Python; a config file cannot use it")
 
-    @property
-    def data(self) -> Tensors:
-        return _HELD[self.key]
+    @classmethod
+    def holding(cls, data: Tensors) -> Memory:
+        """The dataset of ``data``, keyed by its content."""
+        dataset = cls.__new__(cls)
+        dataset.key, dataset.data = content_key(data), data
+        return dataset
 
     @property
     def has_masks(self) -> bool:

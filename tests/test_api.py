@@ -120,3 +120,21 @@ def test_explain_one_method():
         xaibench.explain(model, images, labels, "gradcam", layr="net.2")
     with pytest.raises(ConfigError, match="cannot explain this model"):
         xaibench.explain(model, images, labels, "attention_rollout")
+
+
+def test_the_python_only_plugins_are_config_errors_in_a_file(tmp_path):
+    """The memory dataset and the given model exist only as objects handed over by
+    xaibench.evaluate (nothing is kept in the process): a config file naming them fails at once."""
+    from xaibench.config import parse
+    from xaibench.errors import ConfigError
+
+    base = {"run": {"out": str(tmp_path), "device": "cpu"}, "methods": {"saliency": {}},
+            "metrics": {"aopc": {}}}
+    with pytest.raises(ConfigError, match=r"\[dataset\] key: the memory dataset holds tensors given to "
+                                          r"xaibench.evaluate from Python"):
+        parse({**base, "dataset": {"name": "memory", "key": "abc"}, "models": {"m": {}}}, name="t",
+              source="t.toml")
+    with pytest.raises(ConfigError, match=r"\[models.m\] arch: 'given' models come from xaibench.evaluate"):
+        data = {"name": "synthetic", "image_size": 32, "radius": [3, 6], "n_shapes": [1, 3]}
+        parse({**base, "dataset": data, "models": {"m": {"arch": "given:Net", "key": "abc"}}}, name="t",
+              source="t.toml")

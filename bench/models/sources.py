@@ -377,18 +377,6 @@ class PythonModel(LoadedModel):
         return {**super().content_identity(), "factory": keys.code_identity(self.target[0])}
 
 
-_GIVEN: dict[str, torch.nn.Module] = {}
-
-
-def hold(model: Classifier, key: str) -> None:
-    """Hold a model given from Python (already wrapped, a private copy) under its content key."""
-    _GIVEN[key] = model
-
-
-def release(key: str) -> None:
-    _GIVEN.pop(key, None)
-
-
 @dataclass(frozen=True, kw_only=True)
 class GivenModel(EvaluatedModel):
     """A model passed to xaibench.evaluate from Python: arch = "given:<class name>".
@@ -401,13 +389,20 @@ class GivenModel(EvaluatedModel):
     key: str
     source: ClassVar[str] = "given"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.key not in _GIVEN:
-            raise ParamError("key", f"no model is held under {self.key!r} in this process: 'given' "
-                                    f"models come from xaibench.evaluate in Python")
+    @classmethod
+    def holding(cls, model: Classifier, *, id: str, key: str) -> GivenModel:
+        """The config of ``model`` (already wrapped, a private copy), named ``id``."""
+        cfg = cls(id=id, arch=f"{cls.source}:{type(model.net).__name__}", key=key)
+        object.__setattr__(cfg, "module", model)  # not a field: not part of the record
+        return cfg
+
+    def check_dataset(self, dataset: Any) -> None:
+        if getattr(self, "module", None) is None:
+            raise ParamError("arch", "'given' models come from xaibench.evaluate in Python; a config "
+                                     "file cannot use them")
+        super().check_dataset(dataset)
 
     def classifier(self, num_classes: int | None, dataset: str) -> Classifier:
         import copy
 
-        return copy.deepcopy(_GIVEN[self.key])
+        return copy.deepcopy(self.module)
