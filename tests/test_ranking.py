@@ -293,3 +293,30 @@ def test_a_method_undefined_on_every_image_is_not_ranked():
     assert np.isnan(board.loc["none", "x_rank"]) and np.isnan(board.loc["none", "x_rank_worst"])
     assert (board.loc["b", "x_rank"], board.loc["b", "x_rank_worst"]) == (1, 1)
     assert (board.loc["a", "x_rank"], board.loc["a", "x_rank_worst"]) == (2, 2)  # last of two
+
+
+def test_merged_runs_rank_by_the_paired_tests_over_run_and_image():
+    """Merged runs are ranked by the single run's rule, with the (run, image) pairs as samples: a
+    method better on 38 of 40 pairs but worse in the mean (two large losses) shares its ranks
+    with the other; a method better everywhere ranks alone (raw means would order all three)."""
+    from xaibench.leaderboard.merge import merge_runs
+
+    rng = np.random.default_rng(0)
+    boards, scores = {}, {}
+    for run in ("seed0", "seed1"):
+        v = rng.normal(size=20)
+        c = v + 0.01
+        c[:1] -= 5.0  # one large loss per run pulls c's mean below b's
+        values = {"a": v + 1.0, "b": v, "c": c}
+        scores[run] = pd.concat([pd.DataFrame({"dataset": "d", "model": "m", "method": k, "metric": "x",
+                                               "higher_is_better": True, "index": np.arange(20), "value": x})
+                                 for k, x in values.items()], ignore_index=True)
+        boards[run] = pd.DataFrame({"dataset": "d", "model": "m", "method": list(values), "control": False,
+                                    "accuracy": 1.0, "mean_rank": np.nan,
+                                    "x_mean": [x.mean() for x in values.values()], "x_direction": "higher"})
+    merged = merge_runs(boards, scores).set_index("method")
+    assert merged.loc["b", "x_mean"] > merged.loc["c", "x_mean"]  # by the means, b before c
+    assert (merged.loc["a", "x_rank"], merged.loc["a", "x_rank_worst"]) == (1, 1)
+    for m in ("b", "c"):
+        assert (merged.loc[m, "x_rank"], merged.loc[m, "x_rank_worst"]) == (2, 3)
+    assert merged.loc["a", "mean_rank"] == 1 and merged.loc["b", "mean_rank"] == 2.5
