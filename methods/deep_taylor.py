@@ -39,7 +39,7 @@ def canonizers() -> list[Canonizer]:
 
 def input_layer(model: torch.nn.Module) -> str:
     """Dotted name of the layer that receives the (normalised) pixels: the first Conv or Linear
-    module of ``model.net`` (the backbone of a :class:`~xaibench.models.Classifier`, joint models
+    module of ``model.net`` (the backbone of a :class:`~xaibench.models.classifier.Classifier`, joint models
     included), or of ``model`` itself when it has no ``net``.
 
     Raises:
@@ -58,7 +58,7 @@ def input_layer(model: torch.nn.Module) -> str:
 def pixel_bounds(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(low, high) [1, 3, 1, 1] of what the input layer sees for pixels in [0, 1].
 
-    A :class:`~xaibench.models.Classifier` normalises first, so the input layer sees
+    A :class:`~xaibench.models.classifier.Classifier` normalises first, so the input layer sees
     (x - mean) / std: the box is [(0 - mean) / std, (1 - mean) / std] per channel. Without
     ``mean``/``std`` buffers the box is [0, 1].
     """

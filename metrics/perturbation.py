@@ -49,7 +49,7 @@ SUBSTRATES: tuple[str, ...] = ("black", "white", "gray", "mean", "blur", "unifor
 AUTOCAST: tuple[str, ...] = ("off", "bf16", "fp16")
 
 # The colour of the "mean" substrate for models without a ``mean`` buffer: the ImageNet
-# normalisation mean, which every built-in model (xaibench.models.Classifier) uses.
+# normalisation mean, which every built-in model (xaibench.models.classifier.Classifier) uses.
 FALLBACK_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 CONSTANT_COLOURS = {"black": 0.0, "white": 1.0, "gray": 0.5}
 

@@ -117,7 +117,7 @@ class BackboneConfig:
 
     def obtain(self, splits: Splits, *, path: Path, context_key: str, device: torch.device, seed: int,
                progress: bool) -> TrainedModel:
-        """The trained model for ``splits`` (see :func:`obtain_model`)."""
+        """The trained model for ``splits`` (see :func:`xaibench.models.training.obtain_model`)."""
         from xaibench.models.training import obtain_model
 
         return obtain_model(self, splits, path=path, context_key=context_key, device=device, seed=seed,

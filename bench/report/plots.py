@@ -49,7 +49,7 @@ def mean_curves(summary: pd.DataFrame, path: Path, *, title: str,
 
     Args:
         summary: columns model, method, step, mean, ci_low, ci_high
-            (:func:`xaibench.leaderboard.curve_summary`).
+            (:func:`xaibench.leaderboard.statistics.curve_summary`).
     """
     lines_per_model(summary, "step", path, title=title, controls=controls,
                     xlabel="perturbation step k", ylabel="f(x^(k))")
