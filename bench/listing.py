@@ -14,7 +14,7 @@ from importlib import metadata
 from xaibench.keys import module_file
 from xaibench.registry import REGISTRIES, Registry, description, first_line
 
-ATTRIBUTES = {"methods": ("reduction",), "metrics": ("higher_is_better", "requires_masks"),
+ATTRIBUTES = {"methods": ("reduction",), "metrics": ("family", "higher_is_better", "requires_masks"),
               "datasets": (), "models": ()}
 
 
@@ -64,7 +64,8 @@ def lines(kind: str) -> list[str]:
         if attrs.get("reduction"):
             line += f" [channels: {attrs['reduction']}]"
         if kind == "metrics":
-            line += f" [{'higher' if attrs['higher_is_better'] else 'lower'} is better"
+            better = "higher" if attrs["higher_is_better"] else "lower"
+            line += f" [{attrs['family'] or 'no family'}; {better} is better"
             line += ", needs masks]" if attrs["requires_masks"] else "]"
         out.append(line)
     return out

@@ -18,8 +18,10 @@ if TYPE_CHECKING:  # torch is imported by the plugins themselves, not by config 
 
     from xaibench.datasets.splits import Splits
 
-__all__ = ["ConfigError", "ContractError", "DataError", "Dataset", "Method", "Metric", "MetricOutput",
-           "ParamError", "RunError", "check_choice", "check_range"]
+FAMILIES = ("faithfulness", "robustness", "randomisation", "complexity", "localisation")
+
+__all__ = ["FAMILIES", "ConfigError", "ContractError", "DataError", "Dataset", "Method", "Metric",
+           "MetricOutput", "ParamError", "RunError", "check_choice", "check_range"]
 
 
 # -- plugin bases --------------------------------------------------------------------------------
@@ -94,10 +96,16 @@ class Metric:
     per score key (e.g. ``{"lerf": False}``), and ``None`` there marks an informational column
     that the leaderboard reports but does not rank. A metric with ``needs_method`` (e.g. a
     sanity check that recomputes maps) gets the method as ``evaluate(..., method=method)``.
-    ``figures`` names the report's figures drawn for the metric's scores or curves (kinds of
-    :data:`xaibench.report.figures.KINDS`, e.g. ``("aopc-steps", "aopc-grid")``).
+    ``family`` is the property of an explanation the metric measures, one of :data:`FAMILIES`
+    (Quantus's and LATEC's grouping): faithfulness (do the pixels the map ranks high matter to
+    the model), robustness (does the map stay put under tiny input changes), randomisation (does
+    the map change when the model does), complexity (how concentrated the map is) and
+    localisation (does the map fall on the object). ``figures`` names the report's figures drawn
+    for the metric's scores or curves (kinds of :data:`xaibench.report.figures.KINDS`, e.g.
+    ``("aopc-steps", "aopc-grid")``).
     """
 
+    family: ClassVar[str] = ""  # one of FAMILIES
     higher_is_better: ClassVar[bool] = True
     directions: ClassVar[dict[str, bool | None]] = {}
     requires_masks: ClassVar[bool] = False

@@ -56,6 +56,7 @@ class AOPC(EngineSettings, CurveMetric):
             ``score`` of the run's target class (the true class by default, see ``[run] target``).
     """
 
+    family = "faithfulness"
     higher_is_better = True
     directions: ClassVar[dict[str, bool | None]] = {"lerf": False, "gap": True}
     figures: ClassVar[tuple[str, ...]] = ("aopc-steps", "aopc-grid")

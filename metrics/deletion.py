@@ -57,6 +57,7 @@ class Deletion(EngineSettings, CurveMetric):
             (:class:`~xaibench.metrics.perturbation.EngineSettings`).
     """
 
+    family = "faithfulness"
     higher_is_better = False
 
     step: int = 224

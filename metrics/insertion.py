@@ -41,6 +41,7 @@ class Insertion(EngineSettings, CurveMetric):
             (:class:`~xaibench.metrics.perturbation.EngineSettings`).
     """
 
+    family = "faithfulness"
     higher_is_better = True
 
     step: int = 224

@@ -139,6 +139,7 @@ class MPRT(Metric):
         seed: seeds the randomisation and the methods' RNG.
     """
 
+    family = "randomisation"
     higher_is_better = False
     directions = {"ssim": None}
     needs_method = True

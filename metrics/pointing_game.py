@@ -42,6 +42,7 @@ class PointingGame(Metric):
         reduction: "signed" points with the most positive pixel; "abs" with the largest |a|.
     """
 
+    family = "localisation"
     higher_is_better = True
     requires_masks = True
 

@@ -72,6 +72,7 @@ class POMPOM(Metric):
         images: "all" (default) or "positives" (images whose mask is not empty).
     """
 
+    family = "localisation"
     higher_is_better = False
     requires_masks = True
     directions: ClassVar[dict[str, bool | None]] = {"scaled_by_abs_max": None}

@@ -58,6 +58,7 @@ class RelevanceMass(Metric):
             mask (Rio-Torto et al. 2020 show their maps thresholded at 0.75).
     """
 
+    family = "localisation"
     higher_is_better = True
     requires_masks = True
 

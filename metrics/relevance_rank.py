@@ -45,6 +45,7 @@ class RelevanceRank(Metric):
             "positive" ranks positive evidence only (negatives count as 0).
     """
 
+    family = "localisation"
     higher_is_better = True
     requires_masks = True
 

@@ -389,6 +389,7 @@ class ROAD(Metric):
         channels_last: feed channels-last inputs (a CUDA speed-up for convnets).
     """
 
+    family = "faithfulness"
     higher_is_better = False
     directions: ClassVar[dict[str, bool | None]] = {"lerf": True, "gap": True}
 

@@ -34,6 +34,7 @@ class Sparseness(Metric):
     maximum, + 1e-7), computed in torch per image. It reads only the map: no masks needed.
     """
 
+    family = "complexity"
     higher_is_better = True
 
     def __init__(self) -> None:

@@ -207,3 +207,10 @@ def test_builtin_metric_declares_keyword_only_parameters(name):
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.VAR_KEYWORD, p.VAR_POSITIONAL)
                 and p.name != "self"], "hyperparameters are keyword-only, no *args/**kwargs"
     assert cls.__doc__ and METRICS.names_for(cls) == [name]
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_every_metric_declares_its_family(name):
+    from xaibench.plugins import FAMILIES
+
+    assert METRICS.get(name).family in FAMILIES, f"{name}: family must be one of {FAMILIES}"

@@ -155,7 +155,7 @@ def test_aopc_after_l_steps_by_hand():
 
     curves = pd.DataFrame({"model": "m", "method": "a", "index": 0, "step": [2, 0, 1],
                            "value": [0.0, 1.0, 0.5]})  # f = 1, 0.5, 0 (rows out of order)
-    got = aopc_by_steps(curves).sort_values("L")["aopc"].tolist()
+    got = aopc_by_steps(curves).sort_values("L")["value"].tolist()
     assert got == pytest.approx([0.0, 0.5 / 2, 1.5 / 3])  # 1/(L+1) sum_k f0 - fk
 
 

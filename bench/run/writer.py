@@ -84,7 +84,8 @@ def plugins(plan: Plan) -> list[dict]:
 def declared(plan: Plan) -> dict[str, dict]:
     """What the report needs to know of the run's plugins, so that it reads the run folder alone:
     per method its plugin, every parameter and the ones that differ from the plugin's defaults;
-    per metric its plugin, every parameter and the figures it declares (``Metric.figures``)."""
+    per metric its plugin, its family, every parameter and the figures it declares
+    (``Metric.figures``)."""
     def plain(v: object) -> object:
         return list(v) if isinstance(v, tuple) else v
 
@@ -95,7 +96,8 @@ def declared(plan: Plan) -> dict[str, dict]:
         defaults = {k: d for k, (_, d) in parameters(cls).items()}
         methods[s.id] = {"plugin": s.plugin, "params": params,
                          "changed": [k for k, v in params.items() if plain(v) != plain(defaults[k])]}
-    metrics = {s.id: {"plugin": s.plugin, "params": resolved(type(s.instance), s.as_dict()),
+    metrics = {s.id: {"plugin": s.plugin, "family": s.instance.family,
+                      "params": resolved(type(s.instance), s.as_dict()),
                       "figures": list(s.instance.figures)} for s in plan.config.metrics}
     return {"methods": methods, "metrics": metrics}
 
