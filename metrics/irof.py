@@ -72,7 +72,7 @@ class IROF(EngineSettings, Metric):
     first; with r_k = f(x^(k)) / f(x)::
 
         irof            = S - ( sum_{k=1..S} r_k - r_1 / 2 - r_S / 2 )   area over the curve, higher is better
-        irof_normalised = irof / S                                       the same per segment
+        normalised      = irof / S                                       the same per segment
 
     The S_max steps of a batch run through the model in chunks of ``chunk_size`` (the
     segmentation runs on the CPU, image by image).
@@ -95,7 +95,7 @@ class IROF(EngineSettings, Metric):
     family = "faithfulness"
     higher_is_better = True
     substrate: SubstrateName = "mean"
-    directions: ClassVar[dict[str, bool | None]] = {"irof_normalised": True}
+    directions: ClassVar[dict[str, bool | None]] = {"normalised": True}
 
     n_segments: int = 100
     compactness: float = 10.0
@@ -120,4 +120,4 @@ class IROF(EngineSettings, Metric):
         curves = step_map_curves(model, images, when, classes, steps=int(counts.max()), values=values,
                                  score=score, **options)
         irof = irof_from_curves(curves, counts)
-        return MetricOutput(scores={"irof": irof.float(), "irof_normalised": (irof / counts).float()})
+        return MetricOutput(scores={"irof": irof.float(), "normalised": (irof / counts).float()})

@@ -182,7 +182,7 @@ def test_irof_equals_quantus_and_its_batch_padding_differs(monkeypatch):
     close(ours[full], theirs[full])  # images with the batch's largest segment count: equal
     # the others: quantus pads their curves with zeros to the batch's longest: r_S / 2 more area under
     close(ours[~full] - last[~full] / 2, theirs[~full])
-    close(out.scores["irof_normalised"], ours / counts.double().numpy())
+    close(out.scores["normalised"], ours / counts.double().numpy())
 
 
 def test_average_drop_by_hand():
