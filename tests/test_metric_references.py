@@ -273,3 +273,21 @@ def test_attribution_localisation_equals_quantus_and_weights_as_the_paper():
     weighted = run_quantus(quantus.AttributionLocalisation(abs=True, normalise=False, weighted=True, **QUIET),
                            None, x, y, a, m)
     close(weighted, theirs * area / x[2:].numel())
+
+
+def test_srg_shares_aopcs_curves_in_a_plan(tmp_path):
+    """Planned next to an aopc with the same settings, srg asks for no curve of its own."""
+    import json
+
+    from xaibench import config
+    from xaibench.run.plan import describe, plan
+
+    path = tmp_path / "srg.toml"
+    path.write_text('[run]\nseed = 0\ndevice = "cpu"\n\n[dataset]\nname = "synthetic"\nimage_size = 32\n'
+                    'n_train = 8\nn_val = 4\nn_test = 8\nradius = [3, 6]\n\n'
+                    '[models.resnet18]\narch = "resnet18"\nepochs = 1\n\n'
+                    '[methods.gradcam]\n\n[metrics.aopc]\npatch_size = 16\nsteps = 2\n\n'
+                    '[metrics.srg]\npatch_size = 16\nsteps = 2\n')
+    cfg = config.load(str(path), [f"run.out={json.dumps(str(tmp_path / 'out'))}"])
+    lines = describe(plan(cfg))
+    assert "compute  score    resnet18/gradcam/srg (curves shared with resnet18/gradcam/aopc)" in lines
