@@ -280,6 +280,34 @@ def class_scores(model: torch.nn.Module, images: torch.Tensor, classes: torch.Te
     return out
 
 
+def generated_scores(model: torch.nn.Module, rows: int, make: Callable[[torch.Tensor], torch.Tensor],
+                     classes: torch.Tensor, *, score: Literal["softmax", "logit"] = "softmax",
+                     chunk_size: int = 128, autocast: Autocast = "off", channels_last: bool = False
+                     ) -> torch.Tensor:
+    """The model's score of ``classes[r]`` on input ``make(r)``, for rows r = 0..rows-1, [rows] float32.
+
+    The inputs are made chunk by chunk (``make`` gets the chunk's row indices [N] long on the
+    device of ``classes`` and returns [N, 3, H, W]), so memory is set by ``chunk_size``, never by
+    the number of rows; scoring as in :func:`class_scores`.
+    """
+    _check_options(chunk_size, autocast)
+    if score not in ("softmax", "logit"):
+        raise ValueError(f"score must be 'softmax' or 'logit'; got {score!r}")
+    device = classes.device
+    out = torch.empty(rows, dtype=torch.float32, device=device)
+    with _forward_context(device, autocast):
+        for start in range(0, rows, chunk_size):
+            r = torch.arange(start, min(start + chunk_size, rows), device=device)
+            x = make(r)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x).float()
+            picked = classes[r].unsqueeze(1)
+            s = logits.gather(1, picked) if score == "logit" else logits.softmax(1).gather(1, picked)
+            out[start:start + r.numel()] = s.squeeze(1)
+    return out
+
+
 def perturbation_curves(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -350,9 +378,47 @@ def perturbation_curves(
     device = images.device
     values = make_substrate(model, images, substrate, blur_kernel=blur_kernel, blur_sigma=blur_sigma,
                             generator=generator)
-    per_image = values.shape[0] != 1
     when = step_map(attributions.to(device), patch_size, order=order, patches_per_step=patches_per_step,
                     generator=generator)
+    return step_map_curves(model, images, when, targets, steps=steps, values=values, score=score,
+                           chunk_size=chunk_size, autocast=autocast, channels_last=channels_last)
+
+
+def step_map_curves(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    when: torch.Tensor,
+    targets: torch.Tensor | None,
+    *,
+    steps: int,
+    values: torch.Tensor,
+    score: Score = "softmax",
+    chunk_size: int = 128,
+    autocast: Autocast = "off",
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The model's score on x^(k) = where(when <= k, values, images) for k = 0..steps, every image.
+
+    The core of :func:`perturbation_curves`, for any order of perturbation given as a per-pixel
+    step map (e.g. superpixels, or patches in raster order): the B x (steps + 1) inputs are made
+    on the fly and scored in chunks of at most ``chunk_size`` under inference mode.
+
+    Args:
+        model: images [N, 3, H, W] in [0, 1] -> logits [N, C]; never changed.
+        images: [B, 3, H, W] in [0, 1].
+        when: [B, H, W] integer: the step at which each pixel is replaced (1 = the first step).
+        targets: [B] classes scored by "softmax" and "logit" (unused by "predicted").
+        steps: L, the last step scored.
+        values: the replacement, [1, 3, 1, 1] or [B, 3, H, W] (:func:`make_substrate`).
+        score, chunk_size, autocast, channels_last: as in :func:`perturbation_curves`.
+
+    Returns:
+        [B, steps + 1] float32: column k is the score of x^(k); column 0 is the clean image.
+    """
+    b = images.shape[0]
+    device = images.device
+    when = when.to(device=device, dtype=torch.int32)
+    per_image = values.shape[0] != 1
     if targets is not None:
         targets = targets.to(device=device, dtype=torch.long)
     chosen = torch.empty(b, dtype=torch.long, device=device) if score == "predicted" else targets
