@@ -16,7 +16,10 @@ Steps (each with its own time limit, so one slow step cannot eat the others' tim
    into a temporary folder): its wall time; its leaderboard, models, costs and manifest are
    copied next to the figures as bench_<name>;
 5. ROAD: the batched imputation against the per-image reference (benchmarks/road.py --device cuda);
-6. seconds and forward passes per image of every method at 224 px (benchmarks/method_costs.py).
+6. seconds and forward passes per image of every method at 224 px (benchmarks/method_costs.py);
+7. the re-explaining metrics (max_sensitivity, local_lipschitz, relative_input_stability,
+   smooth_mprt) against Quantus on the same noise: equal numbers and the speed of batching
+   (benchmarks/robustness.py --device cuda).
 
 The output goes to results/gpu_check/gpu_check-<date>.txt (and is printed), rewritten after every
 step so a run cut short keeps what it measured; copy its figures into the README with the device
@@ -41,12 +44,15 @@ STEPS: list[tuple[str, list[str], int]] = [
                           "'cuda', torch.version.cuda)"], 30),
     ("CUDA-marked tests", [PY, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], 120),
     ("engine vs quantus, ResNet50 224 px",
-     [PY, "benchmarks/engine.py", "--case", "cuda", "--repeat", "2"], 120),
+     [PY, "benchmarks/engine.py", "--case", "cuda", "--repeat", "2"], 95),
     ("default benchmark on CUDA, nothing cached",
      [PY, "-m", "xaibench", "run", "synthetic", "--device", "cuda", "--no-progress", "--out", "{tmp}"], 180),
     ("ROAD imputation, batched vs reference", [PY, "benchmarks/road.py", "--device", "cuda"], 75),
     ("method costs, 224 px", [PY, "benchmarks/method_costs.py", "--device", "cuda", "--size", "224",
                               "--images", "32"], 75),
+    ("re-explaining metrics vs quantus",
+     [PY, "benchmarks/robustness.py", "--device", "cuda", "--images", "16", "--size", "64", "--samples", "10",
+      "--smooth-samples", "5", "--repeat", "1"], 25),
 ]
 
 

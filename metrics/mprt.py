@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from xaibench.plugins import Method, Metric, MetricOutput, ParamError, check_range
+from xaibench.plugins import Method, Metric, MetricOutput, ParamError, check_choice, check_range
 from xaibench.seeding import seeded_global_rng
 
 
@@ -89,12 +90,43 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
+ORDERS = ("top_down", "bottom_up", "independent")
+
+
+def randomised_models(model: torch.nn.Module, *, seed: int, stages: int | None,
+                      order: str = "top_down") -> Iterator[torch.nn.Module]:
+    """Copies of ``model`` with its units above the input block randomised (:func:`randomise`),
+    one per stage (:func:`checkpoints`): ``top_down`` cascades from the output down,
+    ``bottom_up`` from the unit above the input block up (both end with every unit above the
+    input block randomised), ``independent`` randomises one unit per stage on a fresh copy
+    (forward order; with ``stages``, the unit at each checkpoint). A cascade yields one copy
+    changed in place: use it before asking for the next. ``model`` is not touched."""
+    above = units(model)[1:]
+    n_units = len(above) + 1
+    if order == "independent":
+        for count in checkpoints(n_units, stages):
+            copied = copy.deepcopy(model)
+            randomise(dict(units(copied))[above[count - 1][0]], seed)
+            yield copied
+        return
+    copied = copy.deepcopy(model)
+    named = units(copied)[1:]
+    sequence = list(reversed(named)) if order == "top_down" else named
+    done = 0
+    for count in checkpoints(n_units, stages):
+        for _, unit in sequence[done:count]:
+            randomise(unit, seed)
+        done = count
+        yield copied
+
+
 def cascade(model: torch.nn.Module, method: Method, images: torch.Tensor, targets: torch.Tensor, *,
-            seed: int, stages: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """|maps| of ``method`` on a copy of ``model`` randomised unit by unit from the top, compared
-    with its |maps| on the intact model: (Spearman [B, S+1], SSIM [B, S+1]), column 0 the intact
-    model against itself. Every map is computed under the same seeded global RNG, so a method
-    that ignores the model gives the same map at every stage. ``model`` is not touched."""
+            seed: int, stages: int | None, order: str = "top_down") -> tuple[torch.Tensor, torch.Tensor]:
+    """|maps| of ``method`` on copies of ``model`` randomised stage by stage
+    (:func:`randomised_models` in ``order``), compared with its |maps| on the intact model:
+    (Spearman [B, S+1], SSIM [B, S+1]), column 0 the intact model against itself. Every map is
+    computed under the same seeded global RNG, so a method that ignores the model gives the same
+    map at every stage. ``model`` is not touched."""
     device = images.device
 
     def maps(net: torch.nn.Module) -> torch.Tensor:
@@ -102,15 +134,9 @@ def cascade(model: torch.nn.Module, method: Method, images: torch.Tensor, target
             return method.attribute(net, images, targets).detach().abs()
 
     original = maps(model)
-    copied = copy.deepcopy(model)
-    order = list(reversed(units(copied)))
     rho, sim = [spearman(original, original)], [ssim(original, original)]
-    done = 0
-    for count in checkpoints(len(order), stages):
-        for _, unit in order[done:count]:
-            randomise(unit, seed)
-        done = count
-        randomised = maps(copied)
+    for randomised_model in randomised_models(model, seed=seed, stages=stages, order=order):
+        randomised = maps(randomised_model)
         rho.append(spearman(original, randomised))
         sim.append(ssim(original, randomised))
     return torch.stack(rho, 1), torch.stack(sim, 1)
@@ -126,6 +152,9 @@ class MPRT(Metric):
     after randomising everything above the input block: lower is better (a map that explains the
     model must change when the model is destroyed; controls that ignore the model score 1).
     Curves ``mprt_spearman``/``mprt_ssim`` hold the cascade (stage 0: the intact model).
+    ``order = "bottom_up"`` cascades from the unit above the input block up (the last stage is
+    the same model, so the same score); ``"independent"`` randomises one unit per stage on a fresh
+    copy (forward order) and scores the mean correlation over the stages.
 
     Randomisation as Quantus' MPRT (``reset_parameters`` of every layer of a unit, the RNG seeded
     with ``seed + 1`` before each); Quantus cascades layer by layer and compares with the given
@@ -136,6 +165,7 @@ class MPRT(Metric):
     Args:
         stages: the number of cascade stages (evenly spaced, the last one randomising every unit
             above the input block); None: one stage per unit.
+        order: "top_down", "bottom_up" or "independent".
         seed: seeds the randomisation and the methods' RNG.
     """
 
@@ -144,10 +174,12 @@ class MPRT(Metric):
     directions = {"ssim": None}
     needs_method = True
 
-    def __init__(self, *, stages: int | None = None, seed: int = 0) -> None:
+    def __init__(self, *, stages: int | None = None, order: str = "top_down", seed: int = 0) -> None:
         if stages is not None:
             check_range("stages", stages, low=1)
+        check_choice("order", order, ORDERS)
         self.stages = stages
+        self.order = order
         self.seed = seed
 
     def evaluate(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
@@ -155,6 +187,11 @@ class MPRT(Metric):
                  method: Method | None = None) -> MetricOutput:
         if method is None:
             raise ParamError("method", "mprt recomputes the method's maps: pass method=")
-        rho, sim = cascade(model, method, images, targets, seed=self.seed, stages=self.stages)
-        return MetricOutput(scores={"mprt": rho[:, -1], "ssim": sim[:, -1]},
+        rho, sim = cascade(model, method, images, targets, seed=self.seed, stages=self.stages,
+                           order=self.order)
+        if self.order == "independent" and rho.shape[1] > 1:
+            score, score_ssim = rho[:, 1:].mean(1), sim[:, 1:].mean(1)
+        else:
+            score, score_ssim = rho[:, -1], sim[:, -1]
+        return MetricOutput(scores={"mprt": score, "ssim": score_ssim},
                             curves={"spearman": rho, "ssim": sim})

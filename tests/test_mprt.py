@@ -104,3 +104,33 @@ def test_randomise_restores_the_global_rng():
     state = torch.get_rng_state()
     randomise(layer, seed=0)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+# The top-down cascade's numbers, pinned (saliency on the tiny ResNet, seed 5): the default order
+# must keep giving exactly these.
+PINNED_SPEARMAN = [
+    [1.0, 0.45516422390937805, 0.4179202914237976, 0.6126709580421448, 0.5307579040527344,
+     0.5607776641845703, 0.5661042332649231],
+    [1.0, 0.44376787543296814, 0.4597197473049164, 0.4625815451145172, 0.4667608439922333,
+     0.3971904218196869, 0.4247489273548126],
+    [1.0, 0.5545433759689331, 0.39237526059150696, 0.582489550113678, 0.5059224367141724,
+     0.4651150107383728, 0.46084773540496826]]
+PINNED_SSIM = [
+    [1.0, 0.22446686029434204, 0.17313875257968903, 0.17375540733337402, 0.20385363698005676,
+     0.18281209468841553, 0.12635262310504913],
+    [1.0, 0.2437751293182373, 0.22330264747142792, 0.15077811479568481, 0.08300172537565231,
+     0.07606654614210129, 0.12234348058700562],
+    [1.0, 0.16084879636764526, 0.15761809051036835, 0.16681861877441406, 0.10499297082424164,
+     0.11106178164482117, 0.047514062374830246]]
+
+
+@pytest.mark.parametrize("stages", [None, 2])
+def test_the_default_top_down_cascade_keeps_its_pinned_numbers(stages, one_thread):
+    gen = torch.Generator().manual_seed(3)
+    images, targets = torch.rand(3, 3, 16, 16, generator=gen), torch.tensor([0, 1, 1])
+    out = MPRT(stages=stages, seed=5).evaluate(tiny_resnet(), images, targets, None, None,
+                                               method=build(METHODS.get("saliency"), {}))
+    cols = slice(None) if stages is None else [0, 3, 6]
+    assert out.curves["spearman"].tolist() == np.array(PINNED_SPEARMAN, dtype=np.float32)[:, cols].tolist()
+    assert out.curves["ssim"].tolist() == np.array(PINNED_SSIM, dtype=np.float32)[:, cols].tolist()
+    assert out.scores["mprt"].tolist() == np.array(PINNED_SPEARMAN, dtype=np.float32)[:, -1].tolist()
