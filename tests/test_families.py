@@ -65,7 +65,7 @@ def test_a_method_that_wins_one_family_only_is_not_first_overall():
     assert list(table["method"]) == ["b", "a", "c"]
     assert list(table.columns[:8]) == ["model", "method", "acc.", "family rank", "faithfulness",
                                        "localisation", "complexity", "mean rank (all metrics)"]
-    assert table.iloc[1]["faithfulness"] == "1.00 ±0.00" and table.iloc[1]["localisation"] == "3.00"
+    assert table.iloc[1]["faithfulness"] == "1.00 (spread 0.00)" and table.iloc[1]["localisation"] == "3.00"
 
 
 def constructed_board() -> pd.DataFrame:

@@ -311,16 +311,16 @@ def metric_cell(board: pd.DataFrame, r: pd.Series, metric: str) -> str:
     return text
 
 
-def family_cells(r: pd.Series, families: list[str]) -> dict[str, object]:
+def family_cells(r: pd.Series, names: list[str]) -> dict[str, object]:
     """The report's family columns of one row: ``family rank`` (every family weighs the same) and
-    per family its rank, with the spread of its metrics' ranks beside it ("2.50 ±1.00": the
-    midpoints span 1 place; no spread with a single ranked column)."""
+    per family in ``names`` its rank with the spread of its metrics' ranks ("2.50 (spread 1.00)":
+    the rank midpoints span 1 place; no spread with a single ranked column)."""
     if "family_rank" not in r:  # a leaderboard written before families existed
         return {}
     cells: dict[str, object] = {"family rank": r["family_rank"]}
-    for family in families:
+    for family in names:
         rank, spread = r.get(f"rank_{family}", float("nan")), r.get(f"rank_{family}_spread", float("nan"))
-        text = "" if pd.isna(rank) else f"{rank:.2f}" + ("" if pd.isna(spread) else f" ±{spread:.2f}")
+        text = "" if pd.isna(rank) else f"{rank:.2f}" + ("" if pd.isna(spread) else f" (spread {spread:.2f})")
         cells[family] = text
     return cells
 
@@ -383,11 +383,11 @@ RANKING_RULE = (
     "significantly different share ranks. Rows are ordered by the family rank: each metric "
     "measures one family of properties (faithfulness, robustness, randomisation, complexity, "
     "localisation); a family's rank is the mean of the midpoints of these ranges over its ranked "
-    "columns, ± the spread of those midpoints (largest minus smallest: how far the family's "
-    "metrics disagree on the method; none with a single column), and the family rank is the mean "
-    "of the family ranks, so every family weighs the same however many metrics measure it. The "
-    "mean rank (all metrics), secondary, averages the midpoints over every ranked column, so a "
-    "family with many metrics weighs more. "
+    "columns, with the spread of those midpoints beside it (largest minus smallest: how far the "
+    "family's metrics disagree on the method; none with a single column), and the family rank is "
+    "the mean of the family ranks, so every family weighs the same however many metrics measure "
+    "it. The mean rank (all metrics), secondary, averages the midpoints over every ranked "
+    "column, so a family with many metrics weighs more. "
     "Controls ignore the model (random, edges, centre): a method should beat them; \"not better "
     "than X\" marks a method that is not significantly better than the best control X on that "
     "metric (a better mean and a one-sided Wilcoxon signed-rank test, Holm over the methods). "
