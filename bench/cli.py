@@ -118,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     render(result.run_dir, seed=cfg.run.seed)
     board = result.leaderboard
-    cols = ["model", "method", "accuracy", "mean_rank", *(c for c in board.columns if c.endswith("_mean"))]
+    cols = ["model", "method", "accuracy", "family_rank", "mean_rank",
+            *(c for c in board.columns if c.endswith("_mean"))]
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for model in board.loc[board["above_chance"].eq(False), "model"].unique():
         print(f"warning: model {model!r} is not above chance (its accuracy interval reaches the "
@@ -161,8 +162,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if ag.agreement_shown(matrix):
         plots.agreement_heatmap(matrix, out / "metric_agreement.png", methods=methods,
                                 title=f"agreement between metrics over {len(runs)} run(s)")
-    cols = ["dataset", "model", "method", "runs", "accuracy_mean", "mean_rank", "mean_rank_mean",
-            "mean_rank_std"]
+    cols = ["dataset", "model", "method", "runs", "accuracy_mean", "family_rank", "mean_rank",
+            "mean_rank_mean", "mean_rank_std"]
     print(merged[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if ag.agreement_shown(matrix):
         print(f"\nKendall tau between metric rankings:\n{matrix.round(3).to_string()}")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from xaibench.leaderboard import ranking
+from xaibench.leaderboard.families import with_families
 
 
 def direction(higher_is_better: bool | None) -> str:
@@ -63,7 +64,8 @@ def add_evidence(board: pd.DataFrame, scores: pd.DataFrame, metric: str, control
 
 
 def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boot: int,
-              seed: int, controls: list[str] = ()) -> pd.DataFrame:  # type: ignore[assignment]
+              seed: int, controls: list[str] = (),  # type: ignore[assignment]
+              families: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per (model, method): the model's accuracy (with its 95% Wilson interval, the
     chance rate and ``above_chance`` when ``models`` has them, see
     :func:`xaibench.leaderboard.ranking.chance_columns`), n, whether the method is a control (a map that
@@ -75,6 +77,12 @@ def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boo
     share ranks. ``mean_rank`` averages the midpoints (rank + rank_worst) / 2 over the ranked
     metrics (the usual average rank for ties). Informational columns (direction "none") get no
     rank and stay out of ``mean_rank``.
+
+    ``families`` (metric column -> its metric's family, e.g. ``{"aopc": "faithfulness",
+    "aopc_lerf": "faithfulness"}``) fills ``<metric>_family`` (empty for a column not in it);
+    from those come the per-family ranks, ``family_rank`` (the rows' order within a model;
+    ``mean_rank`` breaks its ties) and ``model_independent``
+    (:func:`xaibench.leaderboard.families.with_families`).
     """
     rows = []
     for (model, method), group in scores.groupby(["model", "method"], sort=False):
@@ -90,16 +98,18 @@ def summarise(scores: pd.DataFrame, models: pd.DataFrame, *, dataset: str, n_boo
         board[column] = board[column] if column in board else None
     metrics = list(dict.fromkeys(scores["metric"]))
     for metric in metrics:
+        board[f"{metric}_family"] = (families or {}).get(metric)
         add_evidence(board, scores, metric, list(controls))
     ranked = [m for m in metrics if set(board[f"{m}_direction"]) != {"none"}]
     board["mean_rank"] = pd.concat([(board[f"{m}_rank"] + board[f"{m}_rank_worst"]) / 2
                                     for m in ranked], axis=1).mean(1) if ranked else float("nan")
     first = ["dataset", "model", "method", "control", *MODEL_COLUMNS, "n", "mean_rank"]
-    ordered = first + [f"{m}_{c}" for m in metrics for c in METRIC_COLUMNS]
-    return board[ordered].sort_values(["model", "mean_rank", "method"], kind="stable")
+    board = with_families(board[first + [f"{m}_{c}" for m in metrics for c in METRIC_COLUMNS]])
+    return board.sort_values(["model", "family_rank", "mean_rank", "method"], kind="stable")
 
 
-METRIC_COLUMNS = ("mean", "ci_low", "ci_high", "n", "direction", "rank", "rank_worst", "beats_controls")
+METRIC_COLUMNS = ("mean", "ci_low", "ci_high", "n", "direction", "family", "rank", "rank_worst",
+                  "beats_controls")
 
 
 def curve_summary(data: pd.DataFrame, x: str, y: str, *, n_boot: int, seed: int) -> pd.DataFrame:

@@ -30,11 +30,17 @@ def long_curves(model: str, method: str, curve: str, values: torch.Tensor) -> pd
                          "value": values.numpy().astype(float).ravel()})
 
 
+def score_column(metric_id: str, plugin: str, key: str) -> str:
+    """The leaderboard column of score ``key`` of metric ``metric_id``: the score keyed by the
+    plugin's name is column ``<metric_id>``, any other key ``<metric_id>_<key>``."""
+    return metric_id if key == plugin else f"{metric_id}_{key}"
+
+
 def score_frames(model_id: str, method_id: str, metric_id: str, plugin: str, metric: object,
                  scores: dict[str, torch.Tensor]) -> list[pd.DataFrame]:
-    """Long-format score rows of one metric: the score keyed by the plugin's name becomes column
-    ``<metric_id>``, any other key ``<metric_id>_<key>``, each with its own direction."""
-    return [long_scores(model_id, method_id, metric_id if key == plugin else f"{metric_id}_{key}",
+    """Long-format score rows of one metric, one column per score key (:func:`score_column`),
+    each with its own direction."""
+    return [long_scores(model_id, method_id, score_column(metric_id, plugin, key),
                         values, metric.direction(key))  # type: ignore[attr-defined]
             for key, values in scores.items()]
 
@@ -70,11 +76,13 @@ def score_table(scores: list[pd.DataFrame], dataset: str, labels: torch.Tensor) 
 
 
 def tables(models: list[dict], scores: list[pd.DataFrame], labels: torch.Tensor, *, dataset: str,
-           controls: list[str], bootstrap: int, seed: int) -> tuple[pd.DataFrame, ...]:
+           controls: list[str], bootstrap: int, seed: int,
+           families: dict[str, str] | None = None) -> tuple[pd.DataFrame, ...]:
     """(models, scores, leaderboard) tables: the models with their accuracy interval and chance
-    rate over ``labels`` (the test labels), every per-image score, and the ranked board."""
+    rate over ``labels`` (the test labels), every per-image score, and the ranked board
+    (``families``: each metric column's family, see :func:`xaibench.leaderboard.statistics.summarise`)."""
     model_frame = ranking.chance_columns(pd.DataFrame(models), labels.numpy())
     score_frame = score_table(scores, dataset, labels)
     board = summarise(score_frame, model_frame, dataset=dataset, n_boot=bootstrap, seed=seed,
-                      controls=controls)
+                      controls=controls, families=families)
     return model_frame, score_frame, board

@@ -20,7 +20,7 @@ import pandas as pd
 from xaibench.errors import ConfigError
 from xaibench.io import from_half, load_checked, write_text
 from xaibench.leaderboard import agreement as ag
-from xaibench.leaderboard import ranking
+from xaibench.leaderboard import families, ranking
 from xaibench.leaderboard.statistics import curve_summary
 from xaibench.leaderboard.tables import cost_summary
 from xaibench.report import plots
@@ -311,20 +311,44 @@ def metric_cell(board: pd.DataFrame, r: pd.Series, metric: str) -> str:
     return text
 
 
+def family_cells(r: pd.Series, names: list[str]) -> dict[str, object]:
+    """The report's family columns of one row: ``family rank`` (every family weighs the same) and
+    per family in ``names`` its rank with the spread of its metrics' ranks ("2.50 (spread 1.00)":
+    the rank midpoints span 1 place; no spread with a single ranked column)."""
+    if "family_rank" not in r:  # a leaderboard written before families existed
+        return {}
+    cells: dict[str, object] = {"family rank": r["family_rank"]}
+    for family in names:
+        rank, spread = r.get(f"rank_{family}", float("nan")), r.get(f"rank_{family}_spread", float("nan"))
+        text = "" if pd.isna(rank) else f"{rank:.2f}" + ("" if pd.isna(spread) else f" (spread {spread:.2f})")
+        cells[family] = text
+    return cells
+
+
+def method_label(r: pd.Series, labels: dict[str, str]) -> str:
+    """A row's method as the report names it: with its non-default parameters, "(control)" for a
+    control and "(model-independent)" where its maps are not shown to depend on the model."""
+    label = labels.get(r["method"], r["method"]) + (" (control)" if r.get("control") else "")
+    return label + (" (model-independent)" if families.flag(r.get("model_independent")) else "")
+
+
 def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
                   labels: dict[str, str] | None = None) -> pd.DataFrame:
-    """The leaderboard as people read it: per metric "mean [CI] #rank" (a range where methods are
-    not significantly different) with the "not better than a control" flag, the mean rank, and
-    beside it the cost per image to explain and to score."""
-    metrics = ag.metric_names(board)
-    labels = labels or {}
+    """The leaderboard as people read it, rows ordered by the family rank within each model: the
+    family rank and per family the rank with its spread (:func:`family_cells`), the all-metrics
+    mean rank, per metric "mean [CI] #rank" (a range where methods are not significantly
+    different) with the "not better than a control" flag, and beside it the cost per image to
+    explain and to score."""
+    metrics, names = ag.metric_names(board), families.family_names(board)
+    if "family_rank" in board:
+        board = board.sort_values(["model", "family_rank", "mean_rank"], kind="stable")
     rows = []
     cost = cost_summary(costs).set_index(["model", "method"]) if costs is not None else None
     for _, r in board.iterrows():
         at_chance = str(r.get("above_chance")) == "False"
         row = {"model": r["model"] + (" (at chance)" if at_chance else ""),
-               "method": labels.get(r["method"], r["method"]) + (" (control)" if r.get("control") else ""),
-               "acc.": r["accuracy"], "mean rank": r["mean_rank"]}
+               "method": method_label(r, labels or {}), "acc.": r["accuracy"],
+               **family_cells(r, names), "mean rank (all metrics)": r["mean_rank"]}
         for m in metrics:
             arrow = {"higher": " ↑", "lower": " ↓"}.get(r[f"{m}_direction"], "")
             row[m + arrow] = metric_cell(board, r, m)
@@ -356,10 +380,20 @@ RANKING_RULE = (
     "Holm-corrected over the pairs (5% family-wise), and counted only when the test's direction "
     "agrees with the means'. \"#2-4\" means the method may rank anywhere "
     "from 2 to 4: one method is significantly better and k-4 significantly worse; methods not "
-    "significantly different share ranks. The mean rank averages the midpoints of these ranges. "
+    "significantly different share ranks. Rows are ordered by the family rank: each metric "
+    "measures one family of properties (faithfulness, robustness, randomisation, complexity, "
+    "localisation); a family's rank is the mean of the midpoints of these ranges over its ranked "
+    "columns, with the spread of those midpoints beside it (largest minus smallest: how far the "
+    "family's metrics disagree on the method; none with a single column), and the family rank is "
+    "the mean of the family ranks, so every family weighs the same however many metrics measure "
+    "it. The mean rank (all metrics), secondary, averages the midpoints over every ranked "
+    "column, so a family with many metrics weighs more. "
     "Controls ignore the model (random, edges, centre): a method should beat them; \"not better "
     "than X\" marks a method that is not significantly better than the best control X on that "
     "metric (a better mean and a one-sided Wilcoxon signed-rank test, Holm over the methods). "
+    "\"(model-independent)\" marks a method that is not significantly better than the best control "
+    "on any metric of the randomisation family: its maps are not shown to change when the "
+    "model's weights are randomised, so they may not explain the model at all. "
     "Parameters that differ from a method's defaults are shown beside its name. Costs are "
     "measured in this run on this device and vary between runs.")
 

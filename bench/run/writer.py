@@ -127,22 +127,38 @@ def controls(plan: Plan) -> list[str]:
     return [s.id for s in plan.config.methods if not s.instance.uses_model]
 
 
-def frames(plan: Plan, rows: dict[str, list], labels: torch.Tensor) -> tuple[pd.DataFrame, ...]:
-    """(models, scores, leaderboard) frames from the rows of :func:`tables` and the test labels."""
-    return lb.tables(rows["models"], rows["scores"], labels, dataset=plan.config.dataset.plugin,
-                     controls=controls(plan), bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed)
+def families(plan: Plan, results: Results) -> dict[str, str]:
+    """Each metric column of the leaderboard -> the family its metric declares (``Metric.family``,
+    from the plan's built metrics): a metric's other score keys (e.g. ``aopc_lerf``) have its
+    family."""
+    plugins = {s.id: s.plugin for s in plan.config.metrics}
+    out = {}
+    for s in results.scored:
+        metric_id = s.cell.parts[2]
+        for key in s.scores:
+            out[lb.score_column(metric_id, plugins[metric_id], key)] = plan.metric_of(s.cell).family
+    return out
+
+
+def frames(plan: Plan, rows: dict[str, list], results: Results) -> tuple[pd.DataFrame, ...]:
+    """(models, scores, leaderboard) frames from the rows of :func:`tables`, the test labels and
+    the metrics' families."""
+    return lb.tables(rows["models"], rows["scores"], results.splits.test.labels,
+                     dataset=plan.config.dataset.plugin, controls=controls(plan),
+                     bootstrap=plan.config.run.bootstrap, seed=plan.config.run.seed,
+                     families=families(plan, results))
 
 
 def leaderboard(plan: Plan, results: Results) -> pd.DataFrame:
     """The leaderboard alone, written nowhere (``xaibench.evaluate`` without ``out``)."""
-    return frames(plan, tables(plan, results), results.splits.test.labels)[2]
+    return frames(plan, tables(plan, results), results)[2]
 
 
 def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size: int = 1) -> pd.DataFrame:
     """Write every table of the run, the gallery, the training histories and the manifest under
     ``plan.run_dir``; return the leaderboard."""
     run_dir, rows = plan.run_dir, tables(plan, results)
-    model_frame, score_frame, board = frames(plan, rows, results.splits.test.labels)
+    model_frame, score_frame, board = frames(plan, rows, results)
     write_csv(run_dir / "leaderboard.csv", board)
     write_csv(run_dir / "scores.csv", score_frame)
     write_csv(run_dir / "models.csv", model_frame)
