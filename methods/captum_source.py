@@ -219,7 +219,7 @@ class CaptumSource:
         found = {alias.asname or alias.name for node in ast.walk(ast.parse(path.read_text()))
                  if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("captum.attr._core")
                  for alias in node.names}
-        return sorted(n for n in found - NOT_METHODS if "LLM" not in n and n[:1].isupper())
+        return sorted(n for n in found - NOT_METHODS if "LLM" not in n and not n.startswith("Neuron"))
 
     def check(self, name: str) -> None:
         known = self.names()
