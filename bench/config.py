@@ -247,6 +247,8 @@ def _built(spec: PluginSpec, registry: Registry, label: str, where: Where,
         return replace(spec, instance=build(registry.get(spec.plugin), spec.as_dict()))
     except ParamError as exc:
         raise ConfigError(f"{where.at(label, exc.key)}: [{label}] {exc}") from None
+    except RegistryError as exc:  # a sourced name its library cannot bind
+        raise ConfigError(f"{where.at(label, 'plugin')}: [{label}] {exc}") from None
 
 
 def _dataset_spec(raw: dict[str, Any], where: Where) -> PluginSpec:

@@ -127,9 +127,15 @@ def code_identity(module: str) -> dict[str, str]:
             "code": digest(_closure(module), length=KEY_LENGTH)}
 
 
-def plugin_identity(obj: Any) -> dict[str, str]:
-    """:func:`code_identity` of the module that defines the class or function ``obj``."""
-    return code_identity(obj.__module__)
+def plugin_identity(obj: Any) -> dict[str, Any]:
+    """:func:`code_identity` of the module that defines the class or function ``obj``; for a
+    method computed by a library (a method source such as ``captum:<Class>``), also the library's
+    distribution, version and class (``obj.library_identity()``)."""
+    identity: dict[str, Any] = dict(code_identity(obj.__module__))
+    library = getattr(obj, "library_identity", None)
+    if callable(library):
+        identity["library"] = library()
+    return identity
 
 
 # -- comparing records ----------------------------------------------------------------------------

@@ -7,6 +7,15 @@ distribution itself (pyproject.toml), third-party distributions add theirs in th
 ``xaibench.methods``, ``xaibench.metrics``, ``xaibench.datasets`` and ``xaibench.models``. Names
 are known from package metadata alone: looking a name up imports only the module that defines it.
 :meth:`Registry.register` adds an object at run time (tests, notebooks).
+
+A registry may also have *sources*: libraries whose classes are plugins by name, e.g. the method
+``captum:DeepLift``. A source is an entry point of the registry's ``sources_group`` (methods:
+``xaibench.method_sources``) named by its prefix ("captum"); the object it names has
+``description`` (one line), ``version()``, ``check(name)`` (is there such a class; raises
+:class:`RegistryError`, ideally without importing the library) and ``bind(name)`` (the plugin
+class bound to that library class; imports the library). Sourced names are not listed by
+:meth:`Registry.names` (there may be any number of them); :meth:`Registry.sources` lists the
+sources.
 """
 
 from __future__ import annotations
@@ -62,9 +71,13 @@ class Registry:
         group: str,
         *,
         entry_points: Callable[[str], Iterable[metadata.EntryPoint]] | None = None,
+        sources_group: str | None = None,
     ) -> None:
         self.kind = kind
         self.group = group
+        self.sources_group = sources_group
+        self._source_eps: dict[str, metadata.EntryPoint] | None = None
+        self._bound: dict[str, Any] = {}
         self._entry_points_fn = entry_points or (lambda g: metadata.entry_points(group=g))
         self._plugins: dict[str, Any] = {}
         self._sources: dict[str, str] = {}
@@ -122,6 +135,37 @@ class Registry:
         self._add(name, obj, _entry_point_source(ep))
         return obj
 
+    # -- sources ----------------------------------------------------------------------------------
+    def source_names(self) -> list[str]:
+        """The prefixes of this registry's sources ("captum"), without importing any."""
+        if self.sources_group is None:
+            return []
+        if self._source_eps is None:
+            self._source_eps = {ep.name: ep for ep in self._entry_points_fn(self.sources_group)}
+        return sorted(self._source_eps)
+
+    def library_source(self, prefix: str) -> Any:
+        """The source object registered as ``prefix`` (imports its module)."""
+        self.source_names()
+        assert self._source_eps is not None
+        ep = self._source_eps[prefix]
+        try:
+            return ep.load()
+        except Exception as exc:
+            raise RegistryError(f"cannot load {self.kind} source {prefix!r} from "
+                                f"{_entry_point_source(ep)}: {exc}") from exc
+
+    def sources(self) -> list[tuple[str, Any]]:
+        """(prefix, source object) of every source (imports their modules, not their libraries)."""
+        return [(prefix, self.library_source(prefix)) for prefix in self.source_names()]
+
+    def _sourced(self, name: str) -> tuple[Any, str] | None:
+        """(source, library name) when ``name`` is "<source>:<name>" of a known source."""
+        prefix, sep, rest = name.partition(":")
+        if not sep or name in self._plugins or prefix not in self.source_names():
+            return None
+        return self.library_source(prefix), rest
+
     # -- lookup -----------------------------------------------------------------------------------
     def names(self) -> list[str]:
         """All known names, without importing any plugin module."""
@@ -131,16 +175,32 @@ class Registry:
         return isinstance(name, str) and name in self.names()
 
     def check(self, name: str) -> None:
-        """Raise a RegistryError listing the known names when ``name`` is unknown."""
+        """Raise a RegistryError listing the known names when ``name`` is unknown (a sourced
+        name "<source>:<name>" is checked by its source)."""
+        sourced = self._sourced(name)
+        if sourced is not None:
+            source, rest = sourced
+            source.check(rest)
+            return
         if name not in self._plugins and name not in self._entry_points():
             known = ", ".join(self.names()) or "(none)"
-            raise RegistryError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+            more = "".join(f"; or {p}:<name> ({self.library_source(p).description})"
+                           for p in self.source_names())
+            raise RegistryError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}{more}")
 
     def get(self, name: str) -> Any:
-        """The plugin class registered as ``name``, importing its module on first use."""
+        """The plugin class registered as ``name``, importing its module on first use; for a
+        sourced name, the class its source binds (made once per name)."""
         self.check(name)
         obj = self._plugins.get(name)
-        return obj if obj is not None else self._load(name)
+        if obj is not None:
+            return obj
+        sourced = self._sourced(name)
+        if sourced is not None:
+            if name not in self._bound:
+                self._bound[name] = sourced[0].bind(sourced[1])
+            return self._bound[name]
+        return self._load(name)
 
     def entry_point(self, name: str) -> metadata.EntryPoint | None:
         """The entry point that registers ``name`` (None for an object registered at run time)."""
@@ -157,11 +217,13 @@ class Registry:
         return [(name, self.get(name)) for name in self.names()]
 
     def source(self, name: str) -> str:
-        self.get(name)
+        obj = self.get(name)
+        if name in self._bound:
+            return f"{self.kind} source {name.partition(':')[0]!r} ({_source_of(obj)})"
         return self._sources[name]
 
 
-METHODS = Registry("method", "xaibench.methods")
+METHODS = Registry("method", "xaibench.methods", sources_group="xaibench.method_sources")
 METRICS = Registry("metric", "xaibench.metrics")
 DATASETS = Registry("dataset", "xaibench.datasets")
 MODELS = Registry("model", "xaibench.models")  # arch name -> the config class that builds it

@@ -1,44 +1,31 @@
-"""Deconvolution (DeconvNet) through captum."""
+"""Deconvolution (DeconvNet): captum's ``Deconvolution``."""
 
 from __future__ import annotations
 
-import warnings
-
-import torch
-
-from xaibench.models.modelstate import eval_mode
-from xaibench.plugins import Method
+from xaibench.methods.captum_source import CaptumMethod
 
 
-class Deconvolution(Method):
+class Deconvolution(CaptumMethod):
     """Deconvolution: backpropagation where every ReLU passes the rectified upstream gradient.
 
     Zeiler and Fergus, "Visualizing and understanding convolutional networks", ECCV 2014;
-    computed by captum's ``Deconvolution``, which hooks every ``nn.ReLU`` module during the call
-    and removes the hooks afterwards (also on error). ReLUs applied functionally are not changed.
+    captum's ``Deconvolution`` (the method source ``captum:Deconvolution``), which hooks every
+    ``nn.ReLU`` module during the call and removes the hooks afterwards (also on error). ReLUs
+    applied functionally are not changed.
     Channel reduction: sum over channels of the absolute value. Cost: one forward+backward pass
     per image. No hyperparameters.
     """
 
+    library_class = "Deconvolution"
+    channels = "abs_sum"
     reduction = "sum over channels of the absolute value"
     requirement = ("a ReLU network (CNN): it changes the backward pass of nn.ReLU modules; a vision "
                    "transformer has GELUs, where it would be the plain gradient")
     families = ("cnn",)
 
     def __init__(self) -> None:
-        pass
+        super().__init__()
 
     @property
     def passes_per_image(self) -> int:
         return 1
-
-    def attribute(
-        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor:
-        """Deconvolution maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
-        from captum.attr import Deconvolution as CaptumDeconvolution
-
-        with eval_mode(model), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            grad = CaptumDeconvolution(model).attribute(images.detach().requires_grad_(), target=targets)
-        return grad.detach().abs().sum(1).float()

@@ -1,41 +1,28 @@
-"""Integrated Gradients through captum."""
+"""Integrated Gradients: captum's ``IntegratedGradients`` with xaibench's parameters."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import torch
+from xaibench.methods.captum_source import CaptumMethod, baseline_images
+from xaibench.plugins import check_range
 
-from xaibench.models.modelstate import eval_mode
-from xaibench.plugins import Method, check_range
+__all__ = ["IntegratedGradients", "baseline_images"]
 
 Baseline = Literal["black", "gray", "white", "mean"]
 Integration = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
                       "riemann_middle"]
 
 
-def baseline_images(images: torch.Tensor, kind: Baseline) -> torch.Tensor:
-    """The IG reference point [B, 3, H, W] for images [B, 3, H, W] in [0, 1].
-
-    "black", "gray" and "white" are the constant images 0, 0.5 and 1; "mean" is each image's own
-    mean colour (its per-channel mean over pixels), a stand-in for the dataset mean, which a
-    method never sees.
-    """
-    if kind == "mean":
-        return images.mean(dim=(2, 3), keepdim=True).expand_as(images).contiguous()
-    value = {"black": 0.0, "gray": 0.5, "white": 1.0}[kind]
-    return torch.full_like(images, value)
-
-
-class IntegratedGradients(Method):
+class IntegratedGradients(CaptumMethod):
     """Integrated Gradients: the path integral of gradients from a baseline image to the input.
 
-    Sundararajan, Taly and Yan, "Axiomatic attribution for deep networks", ICML 2017; computed by
-    captum's ``IntegratedGradients`` (gradients by ``torch.autograd.grad``: parameters' ``.grad``
-    stay untouched). Completeness: the attributions of an image sum to
-    f_t(x) - f_t(baseline), up to the integration error. Channel reduction: signed sum over the
-    three colour channels (keeps completeness). Cost: ``n_steps`` forward+backward passes per
-    image (``passes_per_image``).
+    Sundararajan, Taly and Yan, "Axiomatic attribution for deep networks", ICML 2017; captum's
+    ``IntegratedGradients`` (the method source ``captum:IntegratedGradients`` with these
+    parameters; gradients by ``torch.autograd.grad``: parameters' ``.grad`` stay untouched).
+    Completeness: the attributions of an image sum to f_t(x) - f_t(baseline), up to the
+    integration error. Channel reduction: signed sum over the three colour channels (keeps
+    completeness). Cost: ``n_steps`` forward+backward passes per image (``passes_per_image``).
 
     Args:
         n_steps: integration points along the straight path (captum default 50).
@@ -47,6 +34,8 @@ class IntegratedGradients(Method):
             together); results do not depend on it beyond float rounding.
     """
 
+    library_class = "IntegratedGradients"
+    channels = "sum"
     reduction = "signed sum over channels"
 
     def __init__(
@@ -59,25 +48,12 @@ class IntegratedGradients(Method):
     ) -> None:
         check_range("n_steps", n_steps, low=1)
         check_range("internal_batch_size", internal_batch_size, low=1)
+        super().__init__(baseline=baseline, n_steps=n_steps, method=integration,
+                         internal_batch_size=internal_batch_size)
         self.n_steps = n_steps
-        self.baseline = baseline
         self.integration = integration
         self.internal_batch_size = internal_batch_size
 
     @property
     def passes_per_image(self) -> int:
         return self.n_steps
-
-    def attribute(
-        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor:
-        """IG maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
-        from captum.attr import IntegratedGradients as CaptumIG
-
-        x = images.detach()
-        with eval_mode(model):
-            attr = CaptumIG(model).attribute(
-                x, baselines=baseline_images(x, self.baseline), target=targets,
-                n_steps=self.n_steps, method=self.integration,
-                internal_batch_size=max(self.internal_batch_size, x.shape[0]))
-        return attr.detach().sum(1).float()

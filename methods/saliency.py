@@ -1,37 +1,27 @@
-"""Gradient saliency (vanilla gradient) through captum."""
+"""Gradient saliency (vanilla gradient): captum's ``Saliency``."""
 
 from __future__ import annotations
 
-import torch
-
-from xaibench.models.modelstate import eval_mode
-from xaibench.plugins import Method
+from xaibench.methods.captum_source import CaptumMethod
 
 
-class Saliency(Method):
+class Saliency(CaptumMethod):
     """Saliency map: the absolute gradient of the target logit with respect to the pixels.
 
     Simonyan, Vedaldi and Zisserman, "Deep inside convolutional networks: visualising image
-    classification models and saliency maps", ICLR workshop 2014; computed by captum's
-    ``Saliency``. Channel reduction: maximum over channels of the absolute gradient (as in the
-    paper). Cost: one forward+backward pass per image. No hyperparameters.
+    classification models and saliency maps", ICLR workshop 2014; captum's ``Saliency``
+    (``abs=True``), the method source ``captum:Saliency`` with these settings. Channel reduction:
+    maximum over channels of the absolute gradient (as in the paper). Cost: one forward+backward
+    pass per image. No hyperparameters.
     """
 
+    library_class = "Saliency"
+    channels = "max_abs"
     reduction = "max over channels of the absolute gradient"
 
     def __init__(self) -> None:
-        pass
+        super().__init__(abs=True)
 
     @property
     def passes_per_image(self) -> int:
         return 1
-
-    def attribute(
-        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor:
-        """Saliency maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
-        from captum.attr import Saliency as CaptumSaliency
-
-        with eval_mode(model):
-            grad = CaptumSaliency(model).attribute(images.detach().requires_grad_(), target=targets, abs=True)
-        return grad.detach().amax(1).float()

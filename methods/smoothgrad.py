@@ -1,24 +1,22 @@
-"""SmoothGrad through captum's NoiseTunnel, seeded per image."""
+"""SmoothGrad: captum's ``NoiseTunnel`` around ``Saliency``, seeded per image."""
 
 from __future__ import annotations
 
-import torch
-
-from xaibench.models.modelstate import eval_mode
-from xaibench.plugins import Method, check_range
-from xaibench.seeding import image_seed, seeded_global_rng
+from xaibench.methods.captum_source import CaptumMethod
+from xaibench.plugins import check_range
 
 
-class SmoothGrad(Method):
+class SmoothGrad(CaptumMethod):
     """SmoothGrad: the absolute gradient averaged over noisy copies of the image.
 
     Smilkov, Thorat, Kim, Viegas and Wattenberg, "SmoothGrad: removing noise by adding noise",
-    ICML workshop 2017; computed by captum's ``NoiseTunnel`` around ``Saliency`` (absolute
-    gradients). The Gaussian noise is drawn by captum from torch's global generator, so each image
-    is explained with that generator seeded to ``image_seed(seed, image)`` and every RNG state
-    restored afterwards (``seeded_global_rng``): the same image gets the same noise whatever batch
-    it is in, and the caller's RNG state is untouched. Channel reduction: sum over channels of
-    the averaged absolute gradient. Cost: ``n_samples`` forward+backward passes per image.
+    ICML workshop 2017; captum's ``NoiseTunnel`` around ``Saliency`` (absolute gradients), the
+    method source ``captum:NoiseTunnel`` with these parameters. The Gaussian noise is drawn by
+    captum from torch's global generator, so each image is explained with that generator seeded
+    to ``image_seed(seed, image)`` and every RNG state restored afterwards: the same image gets
+    the same noise whatever batch it is in, and the caller's RNG state is untouched. Channel
+    reduction: sum over channels of the averaged absolute gradient. Cost: ``n_samples``
+    forward+backward passes per image.
 
     Args:
         n_samples: noisy copies per image (the paper uses 50).
@@ -28,6 +26,10 @@ class SmoothGrad(Method):
         seed: seeds the noise (together with each image's contents).
     """
 
+    library_class = "NoiseTunnel"
+    inner = "Saliency"
+    stochastic = True
+    channels = "abs_sum"
     reduction = "sum over channels of the absolute gradient"
 
     def __init__(
@@ -41,31 +43,13 @@ class SmoothGrad(Method):
         check_range("n_samples", n_samples, low=1)
         check_range("noise_level", noise_level, low=0.0)
         check_range("internal_batch_size", internal_batch_size, low=1)
+        super().__init__(seed=seed, nt_type="smoothgrad", nt_samples=n_samples,
+                         nt_samples_batch_size=min(n_samples, internal_batch_size), stdevs=noise_level,
+                         abs=True)
         self.n_samples = n_samples
         self.noise_level = noise_level
         self.internal_batch_size = internal_batch_size
-        self.seed = seed
 
     @property
     def passes_per_image(self) -> int:
         return self.n_samples
-
-    def attribute(
-        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor:
-        """SmoothGrad maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
-        from captum.attr import NoiseTunnel
-        from captum.attr import Saliency as CaptumSaliency
-
-        x = images.detach()
-        maps = []
-        with eval_mode(model):
-            tunnel = NoiseTunnel(CaptumSaliency(model))
-            for i in range(x.shape[0]):
-                with seeded_global_rng(image_seed(self.seed, x[i]), x.device):
-                    grad = tunnel.attribute(
-                        x[i:i + 1], nt_type="smoothgrad", nt_samples=self.n_samples,
-                        nt_samples_batch_size=min(self.n_samples, self.internal_batch_size),
-                        stdevs=self.noise_level, target=targets[i:i + 1], abs=True)
-                maps.append(grad.detach().sum(1))
-        return torch.cat(maps).float()
