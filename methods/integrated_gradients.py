@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 
+from xaibench.budget import rows_that_fit
 from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method, check_range
 
@@ -44,7 +45,8 @@ class IntegratedGradients(Method):
         integration: captum's quadrature ("gausslegendre" default, or a Riemann rule).
         internal_batch_size: at most this many path points (images x steps) per forward pass,
             bounding memory (at least one point per image of the batch is always evaluated
-            together); results do not depend on it beyond float rounding.
+            together; lowered further to fit ``[run] memory``); results do not depend on it
+            beyond float rounding.
     """
 
     reduction = "signed sum over channels"
@@ -79,5 +81,7 @@ class IntegratedGradients(Method):
             attr = CaptumIG(model).attribute(
                 x, baselines=baseline_images(x, self.baseline), target=targets,
                 n_steps=self.n_steps, method=self.integration,
-                internal_batch_size=max(self.internal_batch_size, x.shape[0]))
+                internal_batch_size=rows_that_fit(
+                    model, x[:1], grad=True, wanted=max(self.internal_batch_size, x.shape[0]),
+                    least=x.shape[0], what="integrated_gradients", own="[run] batch_size"))
         return attr.detach().sum(1).float()
