@@ -192,11 +192,13 @@ def evaluate(model: nn.Module, data: Any, *, methods: Any, metrics: Any, mean: A
         return result.leaderboard
 
 
-def explain(model: nn.Module, images: torch.Tensor, targets: Any, method: str = "gradcam",
-            **params: Any) -> torch.Tensor:
+def explain(model: nn.Module, images: torch.Tensor, targets: Any, method: str = "gradcam", *,
+            references: torch.Tensor | None = None, **params: Any) -> torch.Tensor:
     """Attribution maps [B, H, W] float32 of ``method`` for ``images`` [B,3,H,W] and ``targets``
     (class indices [B]); ``params`` are the method's parameters, checked as in a config. The model
-    (taking ``images`` as given, layer names its own) leaves exactly as it came.
+    (taking ``images`` as given, layer names its own) leaves exactly as it came. A method that
+    draws from reference images (``expected_gradients``: training images) takes them as
+    ``references`` [N,3,H,W] (float in [0,1], or uint8).
 
     Raises:
         ConfigError: an unknown method or parameter, or a model the method cannot explain.
@@ -212,6 +214,11 @@ def explain(model: nn.Module, images: torch.Tensor, targets: Any, method: str = 
     if not explains(explainer, family=family):
         raise ConfigError(f"{where} method {method!r} cannot explain this model (a {family}): it "
                           f"needs {explainer.requirement}")
+    if explainer.reference_split is not None:
+        if references is None:
+            raise ConfigError(f"{where} method {method!r} needs reference images (its "
+                              f"{explainer.reference_split} split): pass references=<images [N,3,H,W]>")
+        explainer.use_references(references)
     targets = torch.as_tensor(targets, device=images.device).long().reshape(-1)
     maps = explainer.attribute(model, images, targets)
     check_maps(maps, images, method, 0)

@@ -2,7 +2,7 @@
 
 A config has five sections::
 
-    [run]                 seed, device, batch_size, out, bootstrap, target
+    [run]                 seed, device, batch_size, out, bootstrap, target, threads, memory
     [dataset]             name = <dataset plugin>, then the plugin's parameters
     [models.<id>]         arch and training settings (bench/models.py: ModelConfig)
     [methods.<id>]        optional plugin = <method plugin> (default: <id>), optional
@@ -56,6 +56,12 @@ class RunConfig:
         threads: torch's intra-op threads per process; 0 keeps torch's default. Float results
             depend on it (summation order), so it is part of every cell's key; fix it to compare
             runs across machines or process counts (under torchrun each process gets this many).
+        memory: the memory budget for the work on top of the model and the batch: "auto" (half
+            the free memory of the CUDA device, or half the available RAM on the CPU, read when
+            the run starts) or a size such as "2GiB", "512MiB", "1.5GB". Methods and metrics
+            that evaluate many perturbations or steps split them into chunks that fit
+            (:mod:`xaibench.budget`); chunking never changes what is computed, so the budget is
+            not part of any cache key or of the run's id.
     """
 
     seed: int = 0
@@ -65,8 +71,12 @@ class RunConfig:
     bootstrap: int = 1000
     target: Literal["label", "predicted"] = "label"
     threads: int = 0
+    memory: str = "auto"
 
     def __post_init__(self) -> None:
+        from xaibench.budget import parse_memory
+
+        parse_memory(self.memory)
         if self.batch_size < 1:
             raise ParamError("batch_size", f"must be >= 1, got {self.batch_size}")
         if self.threads < 0:
@@ -335,6 +345,17 @@ def _check_methods(methods: list[PluginSpec], models: list[Any], where: Where) -
     return built
 
 
+def _check_references(methods: list[PluginSpec], dataset: Any, dataset_name: str, where: Where) -> None:
+    """A method that takes reference images from the training or validation split needs a
+    dataset that has them (see ``Method.reference_split``)."""
+    for spec in methods:
+        split = getattr(spec.instance, "reference_split", None)
+        if split in ("train", "val") and not dataset.trainable:
+            raise ConfigError(f"{where.at(f'methods.{spec.id}')}: [methods.{spec.id}] method "
+                              f"{spec.plugin!r} draws reference images from the {split} split, but "
+                              f"dataset {dataset_name!r} has none; use a dataset with a {split} split")
+
+
 def applies(spec: PluginSpec, model_cfg: Any) -> bool:
     """Whether the configured method explains this model (its ``models`` list and the arch)."""
     return ((spec.models is None or model_cfg.id in spec.models)
@@ -454,6 +475,7 @@ def parse(raw: dict[str, Any], *, name: str, source: str | Where,
     dataset = dataset_spec.instance
     models = _models(raw["models"], dataset, dataset_spec.plugin, where, given)
     methods = _check_methods(methods, models, where)
+    _check_references(methods, dataset, dataset_spec.plugin, where)
     metrics = _check_metrics(metrics, dataset, dataset_spec.plugin, where)
     _check_layers(methods, models, dataset, where)
     _check_cuda(run, where)

@@ -34,11 +34,15 @@ class Method:
     controls that ignore the model) and implement :meth:`attribute`. A method that cannot explain
     every model narrows ``families`` (see :mod:`xaibench.models.families`: "cnn", "vit") and states
     ``requirement`` in words; one that needs particular architectures also overrides
-    :meth:`supports`.
+    :meth:`supports`. A method that needs reference images from the run's data (expected
+    gradients draws its baselines from the training images) sets ``reference_split`` ("train",
+    "val" or "test") and implements :meth:`use_references`: the run hands it that split's images
+    once, before it explains anything.
     """
 
     reduction: ClassVar[str] = "n/a"
     uses_model: ClassVar[bool] = True
+    reference_split: ClassVar[str | None] = None  # "train": gets that split's images, see use_references
     requirement: ClassVar[str] = "any model"
     families: ClassVar[tuple[str, ...]] = ("cnn", "vit")
 
@@ -63,6 +67,12 @@ class Method:
         """Raise ParamError when this method's settings do not fit a built (untrained) network of
         the configured architecture, e.g. a layer it does not have (the config check calls it
         for methods given a ``layer``, before any training)."""
+
+    def use_references(self, images: torch.Tensor) -> None:
+        """Receive the images of ``reference_split`` [N, 3, H, W] (uint8 0-255 as the run stores
+        them, or float32 in [0, 1]; on the CPU), before the first :meth:`attribute`. Only called
+        for a method whose ``reference_split`` is set."""
+        raise NotImplementedError
 
     @property
     def passes_per_image(self) -> int | None:

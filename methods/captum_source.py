@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from xaibench.budget import rows_that_fit
 from xaibench.keys import module_file
 from xaibench.methods.layers import to_grid, token_grid
 from xaibench.methods.library import LibraryMethod, bound_class, keyword_parameters, version_of
@@ -179,8 +180,15 @@ class CaptumMethod(LibraryMethod):
             call["baselines"] = torch.cat([baseline_images(x, b, self.seed) for b in self.baselines])
         if self.feature_size is not None:
             call["feature_mask"] = feature_groups(x, self.feature_size)
-        if call.get("internal_batch_size") is not None:
-            call["internal_batch_size"] = max(call["internal_batch_size"], x.shape[0])
+        b = x.shape[0]
+        if call.get("internal_batch_size") is not None:  # gradient points per pass, within [run] memory
+            call["internal_batch_size"] = rows_that_fit(
+                model, x[:1], grad=True, wanted=max(call["internal_batch_size"], b), least=b,
+                what=self.library_class, own="[run] batch_size")
+        if call.get("perturbations_per_eval") is not None:  # b inputs per perturbation, no gradients
+            fit = rows_that_fit(model, x[:1], grad=False, wanted=call["perturbations_per_eval"] * b,
+                                least=b, what=self.library_class, own="[run] batch_size")
+            call["perturbations_per_eval"] = max(1, fit // b)
         attr = explainer.attribute(x, target=targets, **call).detach()
         if self.layer_method:
             grid = to_grid(attr, token_grid(model, tuple(x.shape[-2:]))).sum(1, keepdim=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from xaibench.budget import rows_that_fit
 from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method, ParamError, check_range
 
@@ -30,7 +31,8 @@ class Occlusion(Method):
         window: side of the square occluding patch, in pixels (must not exceed the image side).
         stride: step between patches, in pixels (at most ``window``, so every pixel is covered).
         baseline: the pixel value the patch is set to (0 = black, the default).
-        internal_batch_size: at most this many occluded images per forward pass.
+        internal_batch_size: at most this many occluded images per forward pass (at least one
+            per image of the batch; lowered further to fit ``[run] memory``).
     """
 
     reduction = "none: channels occluded together (mean of identical channel values)"
@@ -73,8 +75,10 @@ class Occlusion(Method):
             raise ValueError(f"occlusion: window {self.window} exceeds the {h}x{w} images; "
                              f"set methods.<id>.window <= {min(h, w)}")
         with eval_mode(model):
+            rows = rows_that_fit(model, images[:1], grad=False, wanted=max(b, self.internal_batch_size),
+                                 least=b, what="occlusion", own="[run] batch_size")
             attr = CaptumOcclusion(model).attribute(
                 images.detach(), sliding_window_shapes=(c, self.window, self.window),
                 strides=(c, self.stride, self.stride), baselines=self.baseline, target=targets,
-                perturbations_per_eval=max(1, self.internal_batch_size // b))
+                perturbations_per_eval=rows // b)
         return attr.detach().mean(1).float()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from xaibench.budget import rows_that_fit
 from xaibench.models.modelstate import eval_mode
 from xaibench.plugins import Method, ParamError, check_range
 
@@ -49,27 +50,37 @@ def rise_saliency(
     *,
     p: float,
     batch_size: int,
+    max_rows: int | None = None,
 ) -> torch.Tensor:
     """RISE maps [B, H, W]: sum_i P(target | image * M_i) M_i / (N p), for images [B, 3, H, W].
 
-    The masks (from ``grids`` [N, s, s] and ``shifts`` [N, 2]) are built and evaluated in chunks,
-    at most ``batch_size`` masked images per forward pass; the model is called as it is (put it
-    in eval mode first). No gradients are recorded.
+    The masks (from ``grids`` [N, s, s] and ``shifts`` [N, 2]) are built and summed in chunks of
+    ``batch_size // B`` masks (at least one); ``max_rows`` (at least B) splits a chunk's forward
+    passes further, to at most that many masked images each, without changing the sums. The model
+    is called as it is (put it in eval mode first). No gradients are recorded.
     """
     b, _, h, w = images.shape
     n = grids.shape[0]
     per_chunk = max(1, batch_size // b)
+    per_pass = max(1, (max_rows or b * per_chunk) // b)
     saliency = torch.zeros(b, h, w, device=images.device)
     with torch.no_grad():
         for start in range(0, n, per_chunk):
             masks = rise_masks(grids[start:start + per_chunk].to(images.device),
                                shifts[start:start + per_chunk].to(images.device), h, w)  # [m, H, W]
-            m = masks.shape[0]
-            masked = (images[:, None] * masks[None, :, None]).reshape(b * m, *images.shape[1:])
-            probs = model(masked).softmax(-1).reshape(b, m, -1)
-            scores = probs.gather(2, targets.view(b, 1, 1).expand(b, m, 1))[..., 0]  # [B, m]
+            scores = torch.cat([mask_scores(model, images, targets, masks[i:i + per_pass])
+                                for i in range(0, masks.shape[0], per_pass)], dim=1)  # [B, m]
             saliency += torch.einsum("bm,mhw->bhw", scores.float(), masks)
     return saliency / (n * p)
+
+
+def mask_scores(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                masks: torch.Tensor) -> torch.Tensor:
+    """P(target | image * mask) [B, m] for images [B, 3, H, W] and masks [m, H, W], in one pass."""
+    b, m = images.shape[0], masks.shape[0]
+    masked = (images[:, None] * masks[None, :, None]).reshape(b * m, *images.shape[1:])
+    probs = model(masked).softmax(-1).reshape(b, m, -1)
+    return probs.gather(2, targets.view(b, 1, 1).expand(b, m, 1))[..., 0]
 
 
 class RISE(Method):
@@ -86,7 +97,8 @@ class RISE(Method):
         grid_size: the paper's s: cells per side of the random binary grid (cell size
             ceil(H / s) pixels).
         p: probability that a grid cell is kept.
-        batch_size: at most this many masked images per forward pass.
+        batch_size: at most this many masked images per forward pass (lowered further to fit
+            ``[run] memory``, which does not change the maps).
         seed: seeds the masks.
     """
 
@@ -122,7 +134,10 @@ class RISE(Method):
         """RISE maps [B, H, W] for images [B, 3, H, W] and targets [B]."""
         grids, shifts = rise_grids(self.n_masks, self.grid_size, self.p,
                                    torch.Generator(device="cpu").manual_seed(self.seed))
+        b, _, h, w = images.shape
         with eval_mode(model):
+            rows = rows_that_fit(model, images[:1], grad=False, wanted=max(b, self.batch_size), least=b,
+                                 extra_per_row=4 * h * w, what="rise", own="[run] batch_size")
             maps = rise_saliency(model, images.detach(), targets, grids, shifts, p=self.p,
-                                 batch_size=self.batch_size)
+                                 batch_size=self.batch_size, max_rows=rows)
         return maps.float()

@@ -15,7 +15,8 @@ How it stays fast and bounded:
 - The B x (steps + 1) (image, step) pairs are flattened (step-major: all clean images first) and
   pushed through the model in chunks of at most ``chunk_size`` inputs under
   ``torch.inference_mode``. Peak memory is set by ``chunk_size`` (plus the B-sized inputs,
-  step map and substrate), never by B x steps.
+  step map and substrate), never by B x steps; in a run, the chunks are also kept within
+  ``[run] memory`` (:mod:`xaibench.budget`), which changes no score: every row is scored alone.
 
 Patch grid (sizes that ``patch_size`` does not divide): the grid of ceil(H/p) x ceil(W/p) patches
 is centred on the image and the border patches are cut short, on both sides: with H = 10 and
@@ -240,10 +241,23 @@ def _check_options(chunk_size: int, autocast: str) -> None:
         raise ValueError(f"autocast must be one of {', '.join(AUTOCAST)}; got {autocast!r}")
 
 
+def fitting(model: torch.nn.Module, images: torch.Tensor, chunk_size: int, what: str) -> int:
+    """``chunk_size``, lowered to the inputs like ``images[:1]`` that fit the run's memory budget
+    (:func:`xaibench.budget.rows_that_fit`; no budget outside a run). Rows are independent, so
+    the chunking never changes a score."""
+    from xaibench.budget import rows_that_fit
+
+    if images.shape[0] == 0:
+        return chunk_size
+    return rows_that_fit(model, images[:1], grad=False, wanted=chunk_size, what=what,
+                         extra_per_row=images[0, 0].numel())
+
+
 def predict(model: torch.nn.Module, images: torch.Tensor, *, chunk_size: int = 128,
             autocast: Autocast = "off", channels_last: bool = False) -> torch.Tensor:
     """The class the model predicts for each image, [B] long, in chunks under inference mode."""
     _check_options(chunk_size, autocast)
+    chunk_size = fitting(model, images, chunk_size, "predict")
     out = torch.empty(images.shape[0], dtype=torch.long, device=images.device)
     with _forward_context(images.device, autocast):
         for start in range(0, images.shape[0], chunk_size):
@@ -266,6 +280,7 @@ def class_scores(model: torch.nn.Module, images: torch.Tensor, classes: torch.Te
     _check_options(chunk_size, autocast)
     if score not in ("softmax", "logit"):
         raise ValueError(f"score must be 'softmax' or 'logit'; got {score!r}")
+    chunk_size = fitting(model, images, chunk_size, "class scores")
     classes = classes.to(device=images.device, dtype=torch.long)
     out = torch.empty(images.shape[0], dtype=torch.float32, device=images.device)
     with _forward_context(images.device, autocast):
@@ -346,7 +361,8 @@ def perturbation_curves(
             "uniform", a tensor broadcastable to ``images`` or a callable ``images -> tensor``.
         score: "softmax" probability of ``targets``, "predicted": softmax probability of the
             class predicted on the clean image, or the "logit" of ``targets``.
-        chunk_size: the most inputs the model sees in one forward pass.
+        chunk_size: the most inputs the model sees in one forward pass (lowered further to fit
+            the run's ``[run] memory``; no budget outside a run).
         generator: the source of the "random" order and "uniform" substrate (the substrate is
             drawn first); default: a CPU generator seeded 0. Draws are made on the generator's
             device, so CPU and CUDA give the same curves.
@@ -376,6 +392,7 @@ def perturbation_curves(
         raise ValueError(f"steps must be in [0, {most}] for {patch_size}-px patches on {h}x{w} "
                          f"images ({patches_per_step} per step); got {steps}")
     device = images.device
+    chunk_size = fitting(model, images, chunk_size, "perturbation curves")
     values = make_substrate(model, images, substrate, blur_kernel=blur_kernel, blur_sigma=blur_sigma,
                             generator=generator)
     when = step_map(attributions.to(device), patch_size, order=order, patches_per_step=patches_per_step,

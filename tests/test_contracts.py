@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xaibench.check import guards as contract
-from xaibench.check.contract import QUICK, method_problems, metric_problems
+from xaibench.check.contract import QUICK, method_problems, metric_problems, with_references
 from xaibench.methods.layers import model_family
 from xaibench.params import build, parameters
 from xaibench.plugins import MetricOutput
@@ -125,9 +125,11 @@ def test_method_contract_on_vit(name, source, device):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_works_when_called_under_no_grad(name, images, labels):
     model = applicable(name)
-    expected = build(METHODS.get(name), CHEAP.get(name, {})).attribute(model, images[:2], labels[:2])
+    expected = with_references(build(METHODS.get(name), CHEAP.get(name, {})), images).attribute(
+        model, images[:2], labels[:2])
     with torch.no_grad():
-        a = build(METHODS.get(name), CHEAP.get(name, {})).attribute(model, images[:2], labels[:2])
+        a = with_references(build(METHODS.get(name), CHEAP.get(name, {})), images).attribute(
+            model, images[:2], labels[:2])
     torch.testing.assert_close(a, expected)
 
 
@@ -137,7 +139,7 @@ def test_method_restores_model_when_it_raises(name, make, images, labels):
     cls = METHODS.get(name)
     if not cls.uses_model:
         pytest.skip("a control that never calls the model")
-    method = build(cls, CHEAP.get(name, {}))
+    method = with_references(build(cls, CHEAP.get(name, {})), images)
     model = applicable(name, make)
     model.train()
     before = snapshot(model)
@@ -158,7 +160,7 @@ def test_method_restores_model_when_it_raises(name, make, images, labels):
                                   if METHODS.get(n).__module__.startswith("xaibench.methods.")])
 def test_builtin_method_declares_cost_and_parameters(name, images, labels):
     cls = METHODS.get(name)
-    method = build(cls, {})  # the defaults are valid and run
+    method = with_references(build(cls, {}), images)  # the defaults are valid and run
     passes = method.passes_per_image
     assert passes is None or (isinstance(passes, int) and passes >= 0)
     assert (passes == 0) == (not cls.uses_model) or passes is None

@@ -37,6 +37,7 @@ from xaibench.run.determinism import deterministic_cuda
 # Cheaper settings for the built-ins that loop many passes (their defaults are checked by the
 # contract tests too).
 QUICK = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 8},
+         "expected_gradients": {"n_samples": 8},
          "fgvis": {"max_steps": 20}, "inverse": {"max_steps": 50}}
 
 
@@ -58,10 +59,18 @@ def method_problems(make: Callable[[], Any], model: nn.Module, images: torch.Ten
         return _method_problems(make, model, images, targets)
 
 
+def with_references(method: Any, images: torch.Tensor) -> Any:
+    """``method``, handed 6 random reference images the size of ``images`` (seeded, on the CPU)
+    when it declares a ``reference_split`` (as a run hands it that split's images)."""
+    if getattr(method, "reference_split", None) is not None:
+        method.use_references(torch.rand(6, *images.shape[1:], generator=torch.Generator().manual_seed(2)))
+    return method
+
+
 def _method_problems(make: Callable[[], Any], model: nn.Module, images: torch.Tensor,
                      targets: torch.Tensor) -> tuple[torch.Tensor | None, list[str]]:
     before, x_before, rng_before = snapshot(model), images.clone(), rng_states()
-    method = make()
+    method = with_references(make(), images)
     try:
         maps = method.attribute(model, images, targets)
     except Exception as exc:
@@ -75,7 +84,8 @@ def _method_problems(make: Callable[[], Any], model: nn.Module, images: torch.Te
         return maps, problems
     if (gap := _difference(maps, method.attribute(model, images, targets))) is not None:
         problems.append(f"not deterministic: two calls gave different maps{gap}")
-    elif (gap := _difference(maps, make().attribute(model, images, targets))) is not None:
+    elif (gap := _difference(maps, with_references(make(), images).attribute(model, images, targets))
+          ) is not None:
         problems.append(f"not deterministic: two instances with the same settings gave different maps{gap}")
     return maps, problems
 

@@ -21,10 +21,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from xaibench import keys
+from xaibench import budget, keys
 from xaibench.check import guards
 from xaibench.config import RunConfig
 from xaibench.datasets.splits import Split, Splits
+from xaibench.errors import RunError
 from xaibench.io import from_half, load_checked, save_checked, to_half, write_json
 from xaibench.metrics.perturbation import CurveMetric, CurveRequest
 from xaibench.models.modelstate import eval_mode
@@ -101,7 +102,12 @@ def measured(model: torch.nn.Module, device: torch.device) -> Iterator[list[Cost
     the :class:`Cost` after the block. The counting hook is removed afterwards."""
     seen = [0]
     out: list[Cost] = []
-    handle = model.register_forward_pre_hook(lambda _m, args: seen.__setitem__(0, seen[0] + args[0].shape[0]))
+
+    def count(_module: torch.nn.Module, args: tuple) -> None:
+        if not budget.probing():  # the budget's footprint probe is not the method's work
+            seen[0] += args[0].shape[0]
+
+    handle = model.register_forward_pre_hook(count)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -373,11 +379,33 @@ def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
+def give_references(plan: Plan, splits: Splits) -> None:
+    """Hand every method that declares a ``reference_split`` the images of that split of the run's
+    data (:meth:`~xaibench.plugins.Method.use_references`), before it explains anything. What
+    they depend on is in every explain cell's key: the data cell's key and the method's code."""
+    for mid, method in plan.methods.items():
+        if method.reference_split is None:
+            continue
+        split = getattr(splits, method.reference_split)
+        if len(split) == 0:
+            raise RunError(f"[methods.{mid}] needs the {method.reference_split} split's images as "
+                           f"references, but the dataset's {method.reference_split} split is empty")
+        method.use_references(split.images)
+
+
 def execute(plan: Plan, world: World, *, progress: bool = True) -> Results:
-    """Compute every cell of ``plan`` that is not cached; rank 0 gets the complete results."""
-    device, timings = torch_device(plan, world), {}
+    """Compute every cell of ``plan`` that is not cached; rank 0 gets the complete results.
+    Methods and metrics chunk their work to the run's memory budget (``[run] memory``)."""
+    device = torch_device(plan, world)
+    with budget.limited(budget.resolve(plan.config.run.memory, device)):
+        return _execute(plan, world, device, progress=progress)
+
+
+def _execute(plan: Plan, world: World, device: torch.device, *, progress: bool) -> Results:
+    timings: dict[str, float] = {}
     with timed(timings, "data_s"):
         splits, data_computed = load_data(plan, world)
+    give_references(plan, splits)
     results = Results(splits, data_computed, gallery_indices(splits.test), timings)
     for model_cell in plan.of_kind("model"):
         check_interrupted()

@@ -189,8 +189,10 @@ def _cell(kind: Kind, name: str, record: dict, path_of: Any, deps: tuple[str, ..
 def plan(config: Config) -> Plan:
     """The cells of ``config`` with their keys and dependencies (no torch work)."""
     resolved_cfg = config.resolved()
-    # the output folder is where the run goes, not what it computes: not part of its id
-    where_to = {**resolved_cfg, "run": {**resolved_cfg["run"], "out": None}}
+    # the output folder is where the run goes and the memory budget how it is chunked, not what it
+    # computes: neither is part of its id
+    run_section = {k: v for k, v in resolved_cfg["run"].items() if k != "memory"}
+    where_to = {**resolved_cfg, "run": {**run_section, "out": None}}
     run_id = f"{config.name}-{keys.digest(where_to, length=8)}"
     dataset_dir = Path(config.run.out) / config.dataset.plugin
     cache = dataset_dir / "cache"
