@@ -70,6 +70,7 @@ def lines(kind: str) -> list[str]:
         out.append(line)
     for prefix in registry.source_names():  # method sources: any class of a library, by name
         source = registry.library_source(prefix)
-        out.append(f"{prefix + ':<Class>':<{width}}  {source.description} ({source.distribution} "
+        placeholder = f"{prefix}:{getattr(source, 'placeholder', '<Class>')}"
+        out.append(f"{placeholder:<{width}}  {source.description} ({source.distribution} "
                    f"{source.version()})")
     return out
