@@ -42,7 +42,11 @@ SKIP = {"model", "x_batch", "y_batch", "a_batch", "s_batch", "channel_first", "e
         "aggregate_func", "disable_warnings", "display_progressbar", "default_plot_func"}
 FIXED = {"return_aggregate": False, "disable_warnings": True, "display_progressbar": False}
 # classes that need inputs a run cannot give
-UNSUPPORTED = {"Focus": "it needs mosaics of four images (custom_batch), which a run does not make"}
+UNSUPPORTED = {
+    "Focus": "it needs mosaics of four images (custom_batch), which a run does not make",
+    "InputInvariance": "it shifts the input through the bias of the model's first module, which must be "
+                       "a convolution; a run's models sit in xaibench's pixel-space wrapper",
+}
 NOT_METRICS = {"Metric", "BatchSufficiency"}  # the base class; Sufficiency's batched twin
 
 
@@ -140,7 +144,12 @@ class QuantusMetric(Metric):
             **self.call,
         }
         with seeded_global_rngs(shard_seed(self.seed, images), device):
-            result = self.instance()(**arguments)
+            try:
+                result = self.instance()(**arguments)
+            except Exception as exc:  # Quantus' own failure, said in one line with the class
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise RunError(f"metric 'quantus:{self.library_class}' failed in Quantus "
+                               f"{version_of(self.library)}: {type(exc).__name__}: {first}") from exc
         return MetricOutput(scores={self.column: per_image(result, images.shape[0], self.library_class,
                                                            self.call_keys | set(self.options))})
 

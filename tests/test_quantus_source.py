@@ -19,6 +19,7 @@ from xaibench.config import ConfigError, PluginSpec, parse
 from xaibench.datasets import memory
 from xaibench.io import from_half, load_checked
 from xaibench.models.sources import GivenModel
+from xaibench.params import build
 from xaibench.registry import METRICS
 from xaibench.run.plan import plugin_record
 from xaibench.run.runner import run
@@ -170,6 +171,9 @@ def test_config_errors_are_one_line(tmp_path):
     raw["metrics"] = {"m": {"plugin": "quantus:Focus"}}
     one_line_error(raw, given, r"\[metrics.m\] metric 'quantus:Focus' cannot run in xaibench: it needs "
                                r"mosaics")
+    raw["metrics"] = {"m": {"plugin": "quantus:InputInvariance"}}  # a model it cannot call
+    one_line_error(raw, given, r"\[metrics.m\] metric 'quantus:InputInvariance' cannot run in xaibench: it "
+                               r"shifts the input through the bias of the model's first module")
     raw, given, _ = given_config(tmp_path, {"quantus:RelevanceMassAccuracy": {}}, with_masks=False)
     one_line_error(raw, given, r"\[metrics.quantus:RelevanceMassAccuracy\] needs ground-truth masks")
 
@@ -209,7 +213,7 @@ def test_list_shows_the_source_with_quantus_version():
     assert any(line.startswith("quantus:<Class>") and line.endswith(ending) for line in lines("metrics"))
 
 
-def test_a_result_that_is_not_one_score_per_image_is_a_run_error():
+def test_a_result_that_is_not_one_score_per_image_or_a_failure_is_a_one_line_run_error():
     from xaibench.errors import RunError
     from xaibench.metrics.quantus_source import per_image
 
@@ -217,3 +221,8 @@ def test_a_result_that_is_not_one_score_per_image_is_a_run_error():
     with pytest.raises(RunError, match=r"'quantus:MPRT' returned a dict for 2 images, not one score per "
                                        r"image; set one of return_last_correlation to get one"):
         per_image({"layer": [1.0, 2.0]}, 2, "MPRT", {"return_last_correlation", "seed"})
+    metric = build(METRICS.get("quantus:Sparseness"), {})
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(RunError, match=r"metric 'quantus:Sparseness' failed in Quantus .*: ") as err:
+        metric.evaluate(tiny_net(), x, torch.tensor([0, 1]), torch.zeros(2, 7, 7), None)  # wrong map size
+    assert "\n" not in str(err.value)
