@@ -112,12 +112,19 @@ class QuantusMetric(Metric):
         """The library's distribution, version and class: part of the cells' keys."""
         return {"distribution": cls.library, "version": version_of(cls.library), "class": cls.library_class}
 
-    def instance(self) -> Any:
-        """A fresh Quantus object of the class, built with the configured keywords."""
+    def instance(self, num_classes: int | None = None) -> Any:
+        """A fresh Quantus object of the class, built with the configured keywords (a
+        ``num_classes`` left unset: ``num_classes``, the model's class count)."""
         import quantus
 
+        options = dict(self.options)
+        if "num_classes" in options and options["num_classes"] is None:
+            if num_classes is None:
+                options.pop("num_classes")
+            else:
+                options["num_classes"] = num_classes
         try:
-            return getattr(quantus, self.library_class)(**self.options, **FIXED)
+            return getattr(quantus, self.library_class)(**options, **FIXED)
         except (ValueError, TypeError, AssertionError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ParamError("plugin", f"quantus.{self.library_class} refuses these keywords: "
@@ -143,9 +150,13 @@ class QuantusMetric(Metric):
             "explain_func": explain_func(method, device) if self.needs_method else None,
             **self.call,
         }
+        classes = None
+        if self.options.get("num_classes", 0) is None:  # RandomLogit: the model's class count
+            with torch.no_grad():
+                classes = int(model(images[:1]).shape[1])
         with seeded_global_rngs(shard_seed(self.seed, images), device):
             try:
-                result = self.instance()(**arguments)
+                result = self.instance(classes)(**arguments)
             except Exception as exc:  # Quantus' own failure, said in one line with the class
                 first = (str(exc).strip().splitlines() or [""])[0]
                 raise RunError(f"metric 'quantus:{self.library_class}' failed in Quantus "
@@ -249,6 +260,8 @@ class QuantusSource:
         params = keyword_parameters(cls.__init__, SKIP)
         call = {k: v for k, v in keyword_parameters(cls.__call__, SKIP).items() if k not in params}
         params.update(call)
+        if "num_classes" in params:  # RandomLogit: default to the model's class count
+            params["num_classes"] = (int | None, None)
         own_seed = "seed" in params
         params.setdefault("seed", (int, 0))  # MPRT, RandomLogit, ... have their own
         source = _own_source(cls)

@@ -226,3 +226,24 @@ def test_a_result_that_is_not_one_score_per_image_or_a_failure_is_a_one_line_run
     with pytest.raises(RunError, match=r"metric 'quantus:Sparseness' failed in Quantus .*: ") as err:
         metric.evaluate(tiny_net(), x, torch.tensor([0, 1]), torch.zeros(2, 7, 7), None)  # wrong map size
     assert "\n" not in str(err.value)
+
+
+def test_random_logit_reads_the_models_class_count_and_keeps_the_contract():
+    """RandomLogit (randomisation; re-explains for another class): num_classes left unset is the
+    model's class count; the scores equal a direct call given it; xaibench check's contract holds."""
+    from xaibench.check.contract import check_metric
+    from xaibench.methods.saliency import Saliency
+    from xaibench.metrics.quantus_source import seeded_global_rngs, shard_seed
+
+    net = tiny_net()
+    images, labels, _ = tensors(4)
+    maps = Saliency().attribute(net, images, labels)
+    metric = build(METRICS.get("quantus:RandomLogit"), {})
+    assert (metric.family, metric.higher_is_better, metric.needs_method) == ("randomisation", False, True)
+    ours = metric.evaluate(net, images, labels, maps, None, method=Saliency()).scores["quantus:RandomLogit"]
+    with seeded_global_rngs(shard_seed(42, images), torch.device("cpu")):  # Quantus' own seed: 42
+        theirs = quantus.RandomLogit(num_classes=2, **QUIET)(
+            model=net, x_batch=images.numpy(), y_batch=labels.numpy(), a_batch=maps[:, None].numpy(),
+            channel_first=True, device="cpu", explain_func=saliency)
+    np.testing.assert_allclose(ours.numpy(), np.asarray(theirs, dtype=float), rtol=1e-5, atol=1e-6)
+    assert all(problems == [] for _, problems in check_metric("quantus:RandomLogit"))
