@@ -113,8 +113,8 @@ class QuantusMetric(Metric):
         return {"distribution": cls.library, "version": version_of(cls.library), "class": cls.library_class}
 
     def instance(self, num_classes: int | None = None) -> Any:
-        """A fresh Quantus object of the class, built with the configured keywords (a
-        ``num_classes`` left unset: ``num_classes``, the model's class count)."""
+        """A fresh Quantus object of the class, built with the configured keywords; where the
+        config leaves the class's ``num_classes`` unset, ``num_classes`` (the model's class count)."""
         import quantus
 
         options = dict(self.options)
