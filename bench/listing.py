@@ -68,7 +68,7 @@ def lines(kind: str) -> list[str]:
             line += f" [{attrs['family'] or 'no family'}; {better} is better"
             line += ", needs masks]" if attrs["requires_masks"] else "]"
         out.append(line)
-    for prefix in registry.source_names():  # method sources: any class of a library, by name
+    for prefix in registry.source_names():  # sources: any class of a library, by name
         source = registry.library_source(prefix)
         placeholder = f"{prefix}:{getattr(source, 'placeholder', '<Class>')}"
         out.append(f"{placeholder:<{width}}  {source.description} ({source.distribution} "

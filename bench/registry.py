@@ -9,8 +9,9 @@ are known from package metadata alone: looking a name up imports only the module
 :meth:`Registry.register` adds an object at run time (tests, notebooks).
 
 A registry may also have *sources*: libraries whose classes are plugins by name, e.g. the method
-``captum:DeepLift``. A source is an entry point of the registry's ``sources_group`` (methods:
-``xaibench.method_sources``) named by its prefix ("captum"); the object it names has
+``captum:DeepLift`` or the metric ``quantus:FaithfulnessEstimate``. A source is an entry point of
+the registry's ``sources_group`` (methods: ``xaibench.method_sources``, metrics:
+``xaibench.metric_sources``) named by its prefix ("captum"); the object it names has
 ``description`` (one line), ``version()``, ``check(name)`` (is there such a class; raises
 :class:`RegistryError`, ideally without importing the library) and ``bind(name)`` (the plugin
 class bound to that library class; imports the library). Sourced names are not listed by
@@ -224,7 +225,7 @@ class Registry:
 
 
 METHODS = Registry("method", "xaibench.methods", sources_group="xaibench.method_sources")
-METRICS = Registry("metric", "xaibench.metrics")
+METRICS = Registry("metric", "xaibench.metrics", sources_group="xaibench.metric_sources")
 DATASETS = Registry("dataset", "xaibench.datasets")
 MODELS = Registry("model", "xaibench.models")  # arch name -> the config class that builds it
 REGISTRIES = {"methods": METHODS, "metrics": METRICS, "datasets": DATASETS, "models": MODELS}

@@ -107,7 +107,7 @@ def plugin_classes() -> dict[type, Registry]:
     Metric and Dataset subclasses of every module under xaibench.methods, xaibench.metrics and
     xaibench.datasets, and the model configs (of xaibench.models.configs, xaibench.models.sources
     and the joint model), leaving out the bases other classes of the package derive from (e.g.
-    CurveMetric)."""
+    CurveMetric) and the bases of library sources (:func:`source_base`)."""
     import importlib
     import pkgutil
 
@@ -126,10 +126,16 @@ def plugin_classes() -> dict[type, Registry]:
     found = {}
     for name in names:
         for obj in vars(importlib.import_module(name)).values():
-            if isinstance(obj, type) and obj.__module__ == name and obj not in bases:
+            if isinstance(obj, type) and obj.__module__ == name and obj not in bases and not source_base(obj):
                 found.update((obj, reg) for base, reg in bases.items() if issubclass(obj, base))
     return {cls: reg for cls, reg in found.items()
             if not any(other is not cls and issubclass(other, cls) for other in found)}
+
+
+def source_base(cls: type) -> bool:
+    """Whether ``cls`` is the base of a library source's plugins (e.g. QuantusMetric): its
+    plugins are bound by name ("quantus:<Class>"), the base itself has none."""
+    return bool(getattr(cls, "library", "")) and not getattr(cls, "library_class", "")
 
 
 def unreachable(classes: dict[type, Registry]) -> list[str]:
