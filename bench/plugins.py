@@ -65,8 +65,16 @@ class Method:
 
     def check_model(self, model: torch.nn.Module) -> None:
         """Raise ParamError when this method's settings do not fit a built (untrained) network of
-        the configured architecture, e.g. a layer it does not have (the config check calls it
-        for methods given a ``layer``, before any training)."""
+        the configured architecture (the config check calls it for methods given a ``layer``,
+        before any training). By default: the ``layer`` it was given is a module of the network."""
+        layer = getattr(self, "layer", None)
+        if layer is not None:
+            from xaibench.models.modelstate import find_layer
+
+            try:
+                find_layer(model, layer)
+            except ValueError as exc:
+                raise ParamError("layer", str(exc)) from None
 
     def use_references(self, images: torch.Tensor) -> None:
         """Receive the images of ``reference_split`` [N, 3, H, W] (uint8 0-255 as the run stores

@@ -24,7 +24,7 @@ import torch
 from xaibench.budget import rows_that_fit
 from xaibench.keys import module_file
 from xaibench.methods.layers import to_grid, token_grid
-from xaibench.methods.library import LibraryMethod, bound_class, keyword_parameters, version_of
+from xaibench.methods.library import LibraryMethod, LibrarySource, bound_class, keyword_parameters
 from xaibench.models.modelstate import eval_mode, find_layer
 from xaibench.plugins import ParamError
 from xaibench.registry import RegistryError
@@ -135,13 +135,6 @@ class CaptumMethod(LibraryMethod):
         steps = self.options.get("n_steps", self.options.get("nt_samples", self.options.get("n_samples")))
         return steps if isinstance(steps, int) else (1 if not self.options else None)
 
-    def check_model(self, model: torch.nn.Module) -> None:
-        if self.layer_method:
-            try:
-                find_layer(model, self.layer)
-            except ValueError as exc:
-                raise ParamError("layer", str(exc)) from None
-
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
@@ -206,16 +199,33 @@ def _signature(func: Any) -> dict[str, Any]:
     return dict(inspect.signature(func).parameters)
 
 
-class CaptumSource:
+class ReLUBackprop(CaptumMethod):
+    """What guided backpropagation and deconvolution share: captum classes that change the backward
+    pass of every ``nn.ReLU`` module during the call (hooks removed afterwards, also on error);
+    one forward+backward pass per image, no hyperparameters, the absolute value summed over
+    channels."""
+
+    channels = "abs_sum"
+    reduction = "sum over channels of the absolute value"
+    requirement = ("a ReLU network (CNN): it changes the backward pass of nn.ReLU modules; a vision "
+                   "transformer has GELUs, where it would be the plain gradient")
+    families = ("cnn",)
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def passes_per_image(self) -> int:
+        return 1
+
+
+class CaptumSource(LibrarySource):
     """The ``captum`` method source: ``captum:<Class>`` for any attribution class of ``captum.attr``."""
 
     prefix = "captum"
     distribution = "captum"
     description = "any attribution class of captum.attr"
     docs = "https://captum.ai/api/"
-
-    def version(self) -> str:
-        return version_of(self.distribution)
 
     def names(self) -> list[str]:
         """The attribution classes ``captum.attr`` exports: the names its ``__init__`` imports from

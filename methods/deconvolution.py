@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from xaibench.methods.captum_source import CaptumMethod
+from xaibench.methods.captum_source import ReLUBackprop
 
 
-class Deconvolution(CaptumMethod):
+class Deconvolution(ReLUBackprop):
     """Deconvolution: backpropagation where every ReLU passes the rectified upstream gradient.
 
     Zeiler and Fergus, "Visualizing and understanding convolutional networks", ECCV 2014;
@@ -17,15 +17,3 @@ class Deconvolution(CaptumMethod):
     """
 
     library_class = "Deconvolution"
-    channels = "abs_sum"
-    reduction = "sum over channels of the absolute value"
-    requirement = ("a ReLU network (CNN): it changes the backward pass of nn.ReLU modules; a vision "
-                   "transformer has GELUs, where it would be the plain gradient")
-    families = ("cnn",)
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1

@@ -24,9 +24,8 @@ import torch
 
 from xaibench.keys import module_file
 from xaibench.methods.layers import to_grid, token_grid
-from xaibench.methods.library import LibraryMethod, bound_class, keyword_parameters, version_of
+from xaibench.methods.library import LibraryMethod, LibrarySource, bound_class, keyword_parameters
 from xaibench.models.modelstate import eval_mode, find_layer
-from xaibench.plugins import ParamError
 from xaibench.registry import RegistryError
 from xaibench.seeding import image_seed
 
@@ -93,13 +92,6 @@ class GradCamMethod(LibraryMethod):
             return 6 if self.options.get("aug_smooth") else 1
         return None
 
-    def check_model(self, model: torch.nn.Module) -> None:
-        if self.uses_layer:
-            try:
-                find_layer(model, self.layer)
-            except ValueError as exc:
-                raise ParamError("layer", str(exc)) from None
-
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
@@ -140,16 +132,13 @@ class GradCamMethod(LibraryMethod):
         return torch.from_numpy(out).to(device=x.device, dtype=torch.float32)
 
 
-class GradCamSource:
+class GradCamSource(LibrarySource):
     """The ``grad-cam`` method source: ``grad-cam:<Class>`` for any CAM class of pytorch-grad-cam."""
 
     prefix = "grad-cam"
     distribution = "grad-cam"
     description = "any CAM class of pytorch_grad_cam"
     docs = "https://github.com/jacobgil/pytorch-grad-cam"
-
-    def version(self) -> str:
-        return version_of(self.distribution)
 
     def names(self) -> list[str]:
         """The CAM classes ``pytorch_grad_cam`` exports: the names its ``__init__`` imports whose

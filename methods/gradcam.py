@@ -8,7 +8,7 @@ import torch
 
 from xaibench.methods.layers import default_cam_layer, to_grid, token_grid
 from xaibench.models.modelstate import eval_mode, find_layer
-from xaibench.plugins import Method, ParamError
+from xaibench.plugins import Method
 
 
 def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor, *, relu: bool) -> torch.Tensor:
@@ -88,12 +88,6 @@ class GradCAM(Method):
     @property
     def passes_per_image(self) -> int:
         return 1
-
-    def check_model(self, model: torch.nn.Module) -> None:
-        try:
-            find_layer(model, self.layer)
-        except ValueError as exc:
-            raise ParamError("layer", str(exc)) from None
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

@@ -8,8 +8,8 @@ from typing import Literal
 import torch
 
 from xaibench.methods.gradcam import layer_gradcam
-from xaibench.models.modelstate import eval_mode, find_layer
-from xaibench.plugins import Method, ParamError
+from xaibench.models.modelstate import eval_mode
+from xaibench.plugins import Method
 
 
 class GuidedGradCAM(Method):
@@ -45,12 +45,6 @@ class GuidedGradCAM(Method):
     @property
     def passes_per_image(self) -> int:
         return 2
-
-    def check_model(self, model: torch.nn.Module) -> None:
-        try:
-            find_layer(model, self.layer)
-        except ValueError as exc:
-            raise ParamError("layer", str(exc)) from None
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

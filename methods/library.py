@@ -37,6 +37,21 @@ class LibraryMethod(Method):
         return {"distribution": cls.library, "version": version_of(cls.library), "class": cls.library_class}
 
 
+class LibrarySource:
+    """What every library source shares (a method or metric source: :mod:`xaibench.registry`):
+    its ``prefix`` in configs, the ``distribution`` that installs the library, a one-line
+    ``description`` and the library's ``docs``; subclasses add ``check(name)`` and ``bind(name)``."""
+
+    prefix: ClassVar[str] = ""
+    distribution: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    docs: ClassVar[str] = ""
+
+    def version(self) -> str:
+        """The library's installed version (from its metadata: nothing imported)."""
+        return version_of(self.distribution)
+
+
 def version_of(distribution: str) -> str:
     """The installed version of ``distribution`` (from its metadata: nothing imported)."""
     try:

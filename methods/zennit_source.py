@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from xaibench.keys import module_file
-from xaibench.methods.library import LibraryMethod, bound_class, keyword_parameters, version_of
+from xaibench.methods.library import LibraryMethod, LibrarySource, bound_class, keyword_parameters
 from xaibench.plugins import ParamError
 from xaibench.registry import RegistryError
 
@@ -108,7 +108,7 @@ def registered_composites() -> dict[str, str]:
     return found
 
 
-class ZennitSource:
+class ZennitSource(LibrarySource):
     """The ``zennit`` method source: ``zennit:<composite>`` for any registered zennit composite."""
 
     prefix = "zennit"
@@ -116,9 +116,6 @@ class ZennitSource:
     distribution = "zennit"
     description = "any LRP composite of zennit.composites, by registered name or class name"
     docs = "https://zennit.readthedocs.io/en/latest/reference/zennit.composites.html"
-
-    def version(self) -> str:
-        return version_of(self.distribution)
 
     def check(self, name: str) -> None:
         registered = registered_composites()

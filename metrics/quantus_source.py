@@ -25,7 +25,7 @@ import torch
 
 from xaibench.errors import RunError
 from xaibench.keys import module_file
-from xaibench.methods.library import bound_class, keyword_parameters, version_of
+from xaibench.methods.library import LibrarySource, bound_class, keyword_parameters, version_of
 from xaibench.plugins import Method, Metric, MetricOutput, ParamError
 from xaibench.registry import RegistryError
 from xaibench.seeding import derive_seed, image_seed, seeded_global_rng
@@ -203,16 +203,13 @@ def _re_explains(source: str) -> bool:
     return any(s in source for s in ("assert_explain_func", "explain_batch(", "self.explain_func("))
 
 
-class QuantusSource:
+class QuantusSource(LibrarySource):
     """The ``quantus`` metric source: ``quantus:<Class>`` for any metric class of Quantus."""
 
     prefix = "quantus"
     distribution = "quantus"
     description = "any metric class of Quantus"
     docs = "https://quantus.readthedocs.io/en/latest/docs_api/quantus.metrics.html"
-
-    def version(self) -> str:
-        return version_of(self.distribution)
 
     def categories(self) -> dict[str, str]:
         """class name -> Quantus category, read from the ``__init__.py`` of each category package
