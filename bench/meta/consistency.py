@@ -100,28 +100,34 @@ def test_parts(q: np.ndarray, q_hat: np.ndarray, keep: np.ndarray, *, test: str,
     return intra, inter
 
 
+def _mean(values: list[float]) -> float:
+    """The mean of ``values``, NaN unless every one is finite (a part without evidence leaves
+    the whole undecided rather than decided by the other parts)."""
+    return float(np.mean(values)) if values and np.isfinite(values).all() else float("nan")
+
+
 def meta_consistency(parts: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> dict[str, float]:
     """MC and its four parts from each test's iterations of :func:`test_parts`
     ({test: [(IAC [M, K], IEC [K]) per iteration]}).
 
-    Each part is averaged over methods, perturbations and iterations, and over the model and the
-    input perturbation (MetaQuantus reports the two perturbation types apart; here both are
-    kept as ``model_mc`` and ``input_mc``); ``mc`` is the mean of the four parts. NaN entries
-    (perturbations that kept no image) are left out of the means."""
-    def mean(test: str, which: int) -> float:
-        values = [np.asarray(p[which], float).ravel() for p in parts[test]]
+    Each part is averaged over methods, perturbations and iterations (perturbations that kept no
+    image, NaN, are left out), separately for the model and the input perturbation
+    (``model_iac_nr``, ..., ``model_mc``, ``input_mc``, as MetaQuantus reports them), and then
+    over the two (``iac_nr``, ..., ``mc``). A part with no kept image at all is NaN, and so is
+    every MC it enters: MetaQuantus instead counts a p-value it cannot compute as 0 (so an
+    adversary IAC of 1)."""
+    def part(test: str, which: int) -> float:
+        values = [np.asarray(p[which], float).ravel() for p in parts.get(test, [])]
         flat = np.concatenate(values) if values else np.array([])
         return float(np.nanmean(flat)) if np.isfinite(flat).any() else float("nan")
 
     out = {}
     for kind in ("model", "input"):
         res, adv = f"{kind}_resilience", f"{kind}_adversary"
-        four = [mean(res, 0), mean(adv, 0), mean(res, 1), mean(adv, 1)]
+        four = [part(res, 0), part(adv, 0), part(res, 1), part(adv, 1)]
         out.update({f"{kind}_{p}": v for p, v in zip(PARTS, four)})
-        out[f"{kind}_mc"] = float(np.nanmean(four)) if np.isfinite(four).any() else float("nan")
+        out[f"{kind}_mc"] = _mean(four)
     for p in PARTS:
-        both = [out[f"model_{p}"], out[f"input_{p}"]]
-        out[p] = float(np.nanmean(both)) if np.isfinite(both).any() else float("nan")
-    out["mc"] = float(np.nanmean([out[p] for p in PARTS])) if any(np.isfinite(out[p]) for p in PARTS) \
-        else float("nan")
+        out[p] = _mean([out[f"model_{p}"], out[f"input_{p}"]])
+    out["mc"] = _mean([out[p] for p in PARTS])
     return out
