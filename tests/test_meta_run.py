@@ -74,6 +74,13 @@ def test_a_run_with_meta_writes_meta_csv_and_reuses_its_cells(tmp_path):
     shares = ranks.groupby("method")["share"].sum()
     assert set(shares.index) == {"saliency", "random", "sobel"} and np.allclose(shares, 1.0)
     assert all(first.cells[c.name]["computed"] for c in cells)
+    from xaibench.report.render import render
+
+    report = render(first.run_dir).read_text()
+    section = report.split("## Which metrics to trust on this run")[1]
+    assert "| verdict |" in section and "| resnet18 | aopc |" in section
+    assert (first.run_dir / "plots" / "meta-parts.png").is_file()
+    assert (first.run_dir / "plots" / "rank-stability.png").is_file()
     again = run(parse(raw(tmp_path), name="meta", source="test.toml"), progress=False)
     assert not any(again.cells[c.name]["computed"] for c in cells)
     pd.testing.assert_frame_equal(pd.read_csv(again.run_dir / "meta.csv"), meta)
@@ -89,3 +96,15 @@ def test_evaluate_takes_meta_and_needs_out():
     with pytest.raises(ConfigError, match="meta: writes meta.csv to the run folder; give out= too"):
         xaibench.evaluate(tiny_net(), (images, labels, None), methods=["saliency"], metrics=["aopc"],
                           meta={"perturbations": 1}, progress=False)
+
+
+def test_the_verdict_states_each_threshold_crossed():
+    from xaibench.report.trust import concerns, trust_table
+
+    good = pd.Series({"mc": 0.7, "alpha": 0.8, "stability": 0.9})
+    assert concerns(good) == []
+    bad = pd.Series({"mc": 0.4, "alpha": 0.3, "stability": 0.2})
+    assert concerns(bad) == ["MC 0.40 < 0.5", "alpha 0.30 < 0.667", "rank stability 0.20 < 0.5"]
+    assert concerns(pd.Series({"mc": float("nan"), "alpha": 0.9}))[0].startswith("MC undecided")
+    table = trust_table(pd.DataFrame([{"model": "m", "metric": "aopc", **good}]))
+    assert table["verdict"].tolist() == ["trust"]
