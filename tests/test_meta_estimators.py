@@ -161,3 +161,18 @@ def test_rank_stability_counts_ranks_and_compares_settings():
     tau = st.kendall_matrix(means)
     assert tau[0, 1] == pytest.approx(1.0) and tau[0, 2] == pytest.approx(1 / 3)
     assert st.stability(means) == pytest.approx((1 + 1 / 3 + 1 / 3) / 3)
+
+
+def test_images_without_a_score_are_left_out_of_every_part():
+    q = RNG.normal(size=(3, 10))
+    q_hat = q[None] + RNG.normal(0, 0.1, size=(2, 3, 10))
+    keep = np.ones((2, 10), bool)
+    with_nan, nan_hat = q.copy(), q_hat.copy()
+    with_nan[:, 4] = np.nan  # an image no method has a score for
+    nan_hat[1, 0, 7] = np.nan
+    got = mc.test_parts(with_nan, nan_hat, keep, test="input_resilience", higher=True)
+    fewer = keep.copy()
+    fewer[:, 4] = False
+    fewer[1, 7] = False
+    want = mc.test_parts(q, q_hat, fewer, test="input_resilience", higher=True)
+    assert np.allclose(got[0], want[0]) and np.allclose(got[1], want[1])

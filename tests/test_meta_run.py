@@ -35,6 +35,7 @@ def raw(out, **meta):
     ({"sweep": {"aopc": {"substrate": ["purple"]}}}, "[meta.sweep.aopc] substrate"),
     ({"sweep": {"aopc": {"patch_size": 4}}}, "[meta.sweep.aopc] patch_size: must be a non-empty list"),
     ({"sweep": {"pompom": {"x": [1]}}}, "[meta.sweep.pompom]: not a metric of this run"),
+    ({"sweep": {"aopc": {"patch_size": [8, 32]}}}, "[meta.sweep.aopc] patch_size: 32 is larger than"),
 ])
 def test_meta_settings_are_checked_with_one_line_errors(tmp_path, change, message):
     with pytest.raises(ConfigError) as err:

@@ -90,9 +90,19 @@ def iec_adversary(q: np.ndarray, q_hat: np.ndarray, keep: np.ndarray, *, higher:
                      for k in range(len(q_hat))])
 
 
+def scored_everywhere(q: np.ndarray, q_hat: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """[K, N] ``keep`` without the images some method has no score for, before or after the
+    perturbation (e.g. a localisation metric on an image without an object): the tests compare
+    the methods on the same images."""
+    finite = np.isfinite(np.asarray(q, float)).all(0)[None] & np.isfinite(np.asarray(q_hat, float)).all(1)
+    return np.asarray(keep, bool) & finite
+
+
 def test_parts(q: np.ndarray, q_hat: np.ndarray, keep: np.ndarray, *, test: str,
                higher: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One test, one iteration: (IAC [M, K], IEC [K])."""
+    """One test, one iteration: (IAC [M, K], IEC [K]), on the kept images every method has a
+    score for (:func:`scored_everywhere`)."""
+    keep = scored_everywhere(q, q_hat, keep)
     adversary = is_adversary(test)
     intra = iac(q, q_hat, keep, adversary=adversary)
     inter = (iec_adversary(q, q_hat, keep, higher=higher) if adversary

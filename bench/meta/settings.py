@@ -76,7 +76,7 @@ class MetaConfig:
         return out
 
 
-def _sweep(raw: Any, metrics: dict[str, Any], where: str) -> tuple[tuple, dict]:
+def _sweep(raw: Any, metrics: dict[str, Any], image_size: tuple[int, int], where: str) -> tuple[tuple, dict]:
     """The checked ``[meta.sweep.<metric>]`` tables and every combination's metric, built once."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [meta] sweep: must be a table of [meta.sweep.<metric>] tables")
@@ -96,6 +96,7 @@ def _sweep(raw: Any, metrics: dict[str, Any], where: str) -> tuple[tuple, dict]:
             setting = dict(zip(knobs, combo))
             try:
                 built = build(type(spec.instance), {**spec.as_dict(), **setting})
+                built.check_image_size(*image_size)
             except ParamError as exc:
                 raise ConfigError(f"{where}: [meta.sweep.{mid}] {exc}") from None
             variants[mid].append((resolved(type(built), {**spec.as_dict(), **setting}), built))
@@ -103,9 +104,11 @@ def _sweep(raw: Any, metrics: dict[str, Any], where: str) -> tuple[tuple, dict]:
     return tuple(sweep), variants
 
 
-def parse_meta(raw: Any, metrics: dict[str, Any], where: str) -> MetaConfig | None:
-    """The ``[meta]`` section checked against the run's metrics ({id: PluginSpec}); None when
-    the config has none. Raises :class:`ConfigError` naming the key."""
+def parse_meta(raw: Any, metrics: dict[str, Any], image_size: tuple[int, int],
+               where: str) -> MetaConfig | None:
+    """The ``[meta]`` section checked against the run's metrics ({id: PluginSpec}) and the
+    dataset's image size; None when the config has none. Raises :class:`ConfigError` naming the
+    key."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -121,5 +124,5 @@ def parse_meta(raw: Any, metrics: dict[str, Any], where: str) -> MetaConfig | No
     if unknown:
         raise ConfigError(f"{where}: [meta] metrics: {', '.join(unknown)} not among the run's metrics "
                           f"({', '.join(metrics)})")
-    sweep, variants = _sweep(raw.get("sweep", {}), metrics, where)
+    sweep, variants = _sweep(raw.get("sweep", {}), metrics, image_size, where)
     return replace(meta, sweep=sweep, variants=variants)
