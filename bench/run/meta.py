@@ -53,12 +53,12 @@ def run_targets(plan: Plan, model: torch.nn.Module, images: torch.Tensor,
     """The classes the run explains: the labels, or the unperturbed model's predictions."""
     if plan.config.run.target == "label":
         return labels
-    with torch.inference_mode():
+    with torch.no_grad():
         return model(images).argmax(1)
 
 
 def predictions(model: torch.nn.Module, images: torch.Tensor, bs: int) -> torch.Tensor:
-    with eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.no_grad():
         return torch.cat([model(images[i:i + bs]).argmax(1) for i in range(0, len(images), bs)]).cpu()
 
 
