@@ -109,3 +109,15 @@ def test_the_verdict_states_each_threshold_crossed():
     assert concerns(pd.Series({"mc": float("nan"), "alpha": 0.9}))[0].startswith("MC undecided")
     table = trust_table(pd.DataFrame([{"model": "m", "metric": "aopc", **good}]))
     assert table["verdict"].tolist() == ["trust"]
+
+
+def test_predicted_targets_can_be_explained():
+    """The meta-evaluation's predictions are made under no_grad, not inference mode: the methods
+    save them for backward (captum gathers the target)."""
+    import torch
+
+    from xaibench.check.zoo import tiny_net
+    from xaibench.run.meta import predictions
+
+    preds = predictions(tiny_net(), torch.rand(3, 3, 8, 8), 2)
+    assert not preds.is_inference()
