@@ -459,7 +459,7 @@ def parse(raw: dict[str, Any], *, name: str, source: str | Where,
     metrics = _check_metrics(metrics, dataset, dataset_spec.plugin, where)
     _check_layers(methods, models, dataset, where)
     _check_cuda(run, where)
-    meta = parse_meta(raw.get("meta"), {s.id: s for s in metrics}, dataset.image_size, str(where))
+    meta = parse_meta(raw.get("meta"), {s.id: s for s in metrics}, dataset.image_size, where)
     return Config(name=name, source=where.source, run=run, dataset=dataset_spec, models=tuple(models),
                   methods=tuple(methods), metrics=tuple(metrics), raw=raw, meta=meta)
 

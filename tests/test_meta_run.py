@@ -121,3 +121,12 @@ def test_predicted_targets_can_be_explained():
 
     preds = predictions(tiny_net(), torch.rand(3, 3, 8, 8), 2)
     assert not preds.is_inference()
+
+
+def test_a_meta_key_set_on_the_command_line_is_named_in_the_error():
+    from xaibench.config import load
+
+    with pytest.raises(ConfigError, match=r"^--set meta.perturbations=0: \[meta\] perturbations"):
+        load("synthetic_meta", ["meta.perturbations=0"])
+    config = load("synthetic_meta")
+    assert config.meta.perturbations == 3 and len(config.meta.variants["aopc"]) == 6

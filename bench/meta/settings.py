@@ -76,20 +76,24 @@ class MetaConfig:
         return out
 
 
-def _sweep(raw: Any, metrics: dict[str, Any], image_size: tuple[int, int], where: str) -> tuple[tuple, dict]:
+def _sweep(raw: Any, metrics: dict[str, Any], image_size: tuple[int, int], where: Any) -> tuple[tuple, dict]:
     """The checked ``[meta.sweep.<metric>]`` tables and every combination's metric, built once."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [meta] sweep: must be a table of [meta.sweep.<metric>] tables")
+        raise ConfigError(f"{where.at('meta', 'sweep')}: [meta] sweep: must be a table of "
+                          f"[meta.sweep.<metric>] tables")
     sweep, variants = [], {}
     for mid, knobs in raw.items():
         if mid not in metrics:
-            raise ConfigError(f"{where}: [meta.sweep.{mid}]: not a metric of this run; "
+            raise ConfigError(f"{where.at('meta.sweep', mid)}: [meta.sweep.{mid}]: not a metric of this "
+                              f"run; "
                               f"metrics: {', '.join(metrics)}")
         if not isinstance(knobs, dict) or not knobs:
-            raise ConfigError(f"{where}: [meta.sweep.{mid}]: must list at least one key = [values]")
+            raise ConfigError(f"{where.at('meta.sweep', mid)}: [meta.sweep.{mid}]: must list at least one "
+                              f"key = [values]")
         for key, values in knobs.items():
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"{where}: [meta.sweep.{mid}] {key}: must be a non-empty list of values")
+                at = where.at(f"meta.sweep.{mid}", key)
+                raise ConfigError(f"{at}: [meta.sweep.{mid}] {key}: must be a non-empty list of values")
         spec = metrics[mid]
         variants[mid] = []
         for combo in itertools.product(*knobs.values()):
@@ -98,31 +102,35 @@ def _sweep(raw: Any, metrics: dict[str, Any], image_size: tuple[int, int], where
                 built = build(type(spec.instance), {**spec.as_dict(), **setting})
                 built.check_image_size(*image_size)
             except ParamError as exc:
-                raise ConfigError(f"{where}: [meta.sweep.{mid}] {exc}") from None
+                at = where.at(f"meta.sweep.{mid}", exc.key)
+                raise ConfigError(f"{at}: [meta.sweep.{mid}] {exc}") from None
             variants[mid].append((resolved(type(built), {**spec.as_dict(), **setting}), built))
         sweep.append((mid, tuple((k, tuple(v)) for k, v in knobs.items())))
     return tuple(sweep), variants
 
 
 def parse_meta(raw: Any, metrics: dict[str, Any], image_size: tuple[int, int],
-               where: str) -> MetaConfig | None:
+               where: Any) -> MetaConfig | None:
     """The ``[meta]`` section checked against the run's metrics ({id: PluginSpec}) and the
-    dataset's image size; None when the config has none. Raises :class:`ConfigError` naming the
-    key."""
+    dataset's image size; None when the config has none. ``where``: the config's
+    :class:`~xaibench.config.Where` (the file, or the ``--set`` argument that set a key). Raises
+    :class:`ConfigError` naming the key."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [meta]: must be a table")
+        raise ConfigError(f"{where.at('meta')}: [meta]: must be a table")
     values = {k: v for k, v in raw.items() if k != "sweep"}
     if "variants" in values:
-        raise ConfigError(f"{where}: [meta] variants: unknown key; use [meta.sweep.<metric>] tables")
+        raise ConfigError(f"{where.at('meta', 'variants')}: [meta] variants: unknown key; use "
+                          f"[meta.sweep.<metric>] tables")
     try:
         meta = build(MetaConfig, values)
     except ParamError as exc:
-        raise ConfigError(f"{where}: [meta] {exc}") from None
+        raise ConfigError(f"{where.at('meta', exc.key)}: [meta] {exc}") from None
     unknown = [m for m in meta.metrics if m not in metrics]
     if unknown:
-        raise ConfigError(f"{where}: [meta] metrics: {', '.join(unknown)} not among the run's metrics "
+        raise ConfigError(f"{where.at('meta', 'metrics')}: [meta] metrics: {', '.join(unknown)} not among "
+                          f"the run's metrics "
                           f"({', '.join(metrics)})")
     sweep, variants = _sweep(raw.get("sweep", {}), metrics, image_size, where)
     return replace(meta, sweep=sweep, variants=variants)
