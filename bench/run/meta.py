@@ -15,12 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
 import torch
 
 from xaibench.io import from_half, load_checked, save_checked
-from xaibench.meta import consistency, reliability, stability
 from xaibench.meta.perturb import noisy_inputs, noisy_model
 from xaibench.models.modelstate import eval_mode
 from xaibench.run.execute import Results, save_record, score_shard
@@ -111,7 +108,7 @@ def _load(cell: Cell) -> MetaScored:
     return MetaScored(cell, c["scores"], c["predictions"], list(c["methods"]), False, c["base"])
 
 
-def _spec(plan: Plan, metric_id: str) -> object:
+def spec_of(plan: Plan, metric_id: str) -> object:
     return next(s for s in plan.config.metrics if s.id == metric_id)
 
 
@@ -132,7 +129,7 @@ def test_group(plan: Plan, cells: list[Cell], model: torch.nn.Module, batch: tup
         maps = explain_all(plan, cells[0].parts[0], model_k, images_k, targets, draw)
         methods = list(maps)
         for c in cells:
-            spec = _spec(plan, c.parts[1])
+            spec = spec_of(plan, c.parts[1])
             scores[c.name].append(torch.stack([
                 metric_scores(plan, spec.instance, spec.plugin, plan.methods[m], model_k, images_k,
                               targets, maps[m], masks) for m in methods]))
@@ -152,7 +149,7 @@ def sweep_cell(plan: Plan, cell: Cell, model: torch.nn.Module, batch: tuple,
                maps: dict[str, torch.Tensor]) -> MetaScored:
     """One setting of a metric's knob sweep, scored on the run's own maps."""
     images, targets, masks = batch
-    spec = _spec(plan, cell.parts[1])
+    spec = spec_of(plan, cell.parts[1])
     metric = plan.config.meta.variants[spec.id][int(cell.parts[3])][1]
     methods = list(maps)
     scores = torch.stack([metric_scores(plan, metric, spec.plugin, plan.methods[m], model, images,
@@ -182,69 +179,3 @@ def run_meta(plan: Plan, results: Results, device: torch.device) -> list[MetaSco
         maps = cached_maps(plan, m.cell.name, n) if sweep else {}
         out += [sweep_cell(plan, c, model, batch, maps) for c in sweep]
     return out
-
-
-# -- tables -------------------------------------------------------------------------------------
-
-
-def unperturbed(results: Results, model_id: str, metric_id: str, plugin: str,
-                methods: list[str]) -> np.ndarray:
-    """[M, N] the run's own per-image scores (main column) of ``methods`` on every test image."""
-    found = {s.cell.parts[1]: s.scores[plugin].numpy() for s in results.scored
-             if s.cell.parts[0] == model_id and s.cell.parts[2] == metric_id}
-    return np.stack([found[m].astype(float) for m in methods])
-
-
-def consistency_row(cells: list[MetaScored], q: np.ndarray, higher: bool) -> dict[str, float]:
-    """MC and its parts from the test cells of one (model, metric); ``q`` [M, n]."""
-    parts: dict[str, list] = {t: [] for t in consistency.TESTS}
-    for c in sorted(cells, key=lambda c: c.cell.name):
-        test = c.cell.parts[2]
-        keep = consistency.kept(c.base.numpy(), c.predictions.numpy(), test)
-        parts[test].append(consistency.test_parts(q, c.scores.numpy().astype(float), keep, test=test,
-                                                  higher=higher))
-    return consistency.meta_consistency(parts)
-
-
-def sweep_rows(cells: list[MetaScored], model_id: str, metric_id: str,
-               higher: bool) -> tuple[float, list[dict]]:
-    """Rank stability of one (model, metric): (mean Kendall tau, rows of rank_stability.csv)."""
-    if not cells:
-        return float("nan"), []
-    cells = sorted(cells, key=lambda c: int(c.cell.parts[3]))
-    means = np.stack([np.nanmean(c.scores[0].numpy().astype(float), axis=1) for c in cells])
-    freq = stability.rank_frequencies(means, higher=higher)
-    rows = [{"model": model_id, "metric": metric_id, "method": m, "rank": r + 1, "share": freq[i, r],
-             "settings": len(cells)} for i, m in enumerate(cells[0].methods) for r in range(len(freq))]
-    return stability.stability(means), rows
-
-
-def meta_tables(plan: Plan, results: Results, meta: list[MetaScored]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(meta.csv: one row per model and metric; rank_stability.csv: per model, metric, method and
-    rank the share of the sweep's settings in which the method takes that rank)."""
-    rows, ranks = [], []
-    for model_id in dict.fromkeys(c.cell.parts[0] for c in meta):
-        mine = [c for c in meta if c.cell.parts[0] == model_id]
-        signed = {}
-        for metric_id in dict.fromkeys(c.cell.parts[1] for c in mine):
-            spec, cells = _spec(plan, metric_id), [c for c in mine if c.cell.parts[1] == metric_id]
-            higher = bool(spec.instance.direction(spec.plugin))
-            tests = [c for c in cells if c.cell.parts[2] != "sweep"]
-            q = unperturbed(results, model_id, metric_id, spec.plugin, tests[0].methods if tests
-                            else cells[0].methods)
-            signed[metric_id] = (q, higher)
-            row = consistency_row(tests, q[:, :tests[0].scores.shape[2]], higher) if tests else {}
-            sweep = [c for c in cells if c.cell.parts[2] == "sweep"]
-            tau, found = sweep_rows(sweep, model_id, metric_id, higher)
-            ranks += found
-            rows.append({"model": model_id, "metric": metric_id, "direction": "higher" if higher else "lower",
-                         **row, "alpha": reliability.inter_rater(q, higher=higher),
-                         "inter_method_rho": reliability.inter_method(q), "stability": tau,
-                         "methods": q.shape[0], "images": q.shape[1]})
-        inner = reliability.internal_consistency({k: v[0] for k, v in signed.items()},
-                                                 {k: v[1] for k, v in signed.items()})
-        for i, row in enumerate(r for r in rows if r["model"] == model_id):
-            others = np.delete(inner[i], i)
-            row["internal_consistency"] = (float(np.nanmean(others)) if np.isfinite(others).any()
-                                           else float("nan"))
-    return pd.DataFrame(rows), pd.DataFrame(ranks)

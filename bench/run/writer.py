@@ -19,7 +19,7 @@ from xaibench.leaderboard import tables as lb
 from xaibench.params import parameters, resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS
 from xaibench.run.execute import Results, cell_status
-from xaibench.run.meta import meta_tables
+from xaibench.run.metatables import meta_tables
 from xaibench.run.plan import Plan
 
 DISTRIBUTIONS = ("xaibench", "torch", "torchvision", "captum", "quantus", "zennit", "numpy", "pandas")
