@@ -85,6 +85,11 @@ def test_a_run_with_meta_writes_meta_csv_and_reuses_its_cells(tmp_path):
     again = run(parse(raw(tmp_path), name="meta", source="test.toml"), progress=False)
     assert not any(again.cells[c.name]["computed"] for c in cells)
     pd.testing.assert_frame_equal(pd.read_csv(again.run_dir / "meta.csv"), meta)
+    lost = next(c for c in cells if c.name == "resnet18/deletion/input_adversary/0")
+    lost.path.unlink()  # as if the run had been killed before this cell was written
+    resumed = run(parse(raw(tmp_path), name="meta", source="test.toml"), progress=False)
+    assert [c.name for c in cells if resumed.cells[c.name]["computed"]] == [lost.name]
+    pd.testing.assert_frame_equal(pd.read_csv(resumed.run_dir / "meta.csv"), meta)
 
 
 def test_evaluate_takes_meta_and_needs_out():
