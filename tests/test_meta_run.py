@@ -134,4 +134,4 @@ def test_a_meta_key_set_on_the_command_line_is_named_in_the_error():
     with pytest.raises(ConfigError, match=r"^--set meta.perturbations=0: \[meta\] perturbations"):
         load("synthetic_meta", ["meta.perturbations=0"])
     config = load("synthetic_meta")
-    assert config.meta.perturbations == 3 and len(config.meta.variants["aopc"]) == 6
+    assert config.meta.perturbations == 2 and len(config.meta.variants["aopc"]) == 6
