@@ -135,3 +135,11 @@ def test_a_meta_key_set_on_the_command_line_is_named_in_the_error():
         load("synthetic_meta", ["meta.perturbations=0"])
     config = load("synthetic_meta")
     assert config.meta.perturbations == 2 and len(config.meta.variants["aopc"]) == 6
+
+
+def test_a_metric_that_ranks_nothing_is_refused(tmp_path, monkeypatch):
+    from xaibench.metrics.aopc import AOPC
+
+    monkeypatch.setattr(AOPC, "directions", {"aopc": None})
+    with pytest.raises(ConfigError, match=r"\[meta\] metrics: aopc rank no method"):
+        parse(raw(tmp_path), name="meta", source="test.toml")

@@ -132,5 +132,10 @@ def parse_meta(raw: Any, metrics: dict[str, Any], image_size: tuple[int, int],
         raise ConfigError(f"{where.at('meta', 'metrics')}: [meta] metrics: {', '.join(unknown)} not among "
                           f"the run's metrics "
                           f"({', '.join(metrics)})")
+    unranked = [m for m, spec in metrics.items() if (not meta.metrics or m in meta.metrics)
+                and spec.instance.direction(spec.plugin) is None]
+    if unranked:
+        raise ConfigError(f"{where.at('meta', 'metrics')}: [meta] metrics: {', '.join(unranked)} rank no "
+                          f"method (no better direction); list the metrics to meta-evaluate")
     sweep, variants = _sweep(raw.get("sweep", {}), metrics, image_size, where)
     return replace(meta, sweep=sweep, variants=variants)
