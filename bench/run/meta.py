@@ -112,7 +112,7 @@ def spec_of(plan: Plan, metric_id: str) -> object:
     return next(s for s in plan.config.metrics if s.id == metric_id)
 
 
-def test_group(plan: Plan, cells: list[Cell], model: torch.nn.Module, batch: tuple,
+def perturbation_group(plan: Plan, cells: list[Cell], model: torch.nn.Module, batch: tuple,
                seed: int) -> list[MetaScored]:
     """The cells of one (model, test, iteration) not yet cached: K perturbations, every method
     explained once per perturbation, every metric of ``cells`` scored on those maps."""
@@ -174,7 +174,7 @@ def run_meta(plan: Plan, results: Results, device: torch.device) -> list[MetaSco
         out += [_load(c) for c in mine if c not in todo]
         for test, it in ((t, str(i)) for t in META_TESTS for i in range(plan.config.meta.iterations)):
             group = [c for c in todo if c.parts[2] == test and c.parts[3] == it]
-            out += test_group(plan, group, model, batch, plan.config.run.seed) if group else []
+            out += perturbation_group(plan, group, model, batch, plan.config.run.seed) if group else []
         sweep = [c for c in todo if c.parts[2] == "sweep"]
         maps = cached_maps(plan, m.cell.name, n) if sweep else {}
         out += [sweep_cell(plan, c, model, batch, maps) for c in sweep]
