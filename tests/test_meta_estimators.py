@@ -176,3 +176,40 @@ def test_images_without_a_score_are_left_out_of_every_part():
     fewer[1, 7] = False
     want = mc.test_parts(q, q_hat, fewer, test="input_resilience", higher=True)
     assert np.allclose(got[0], want[0]) and np.allclose(got[1], want[1])
+
+
+@pytest.mark.slow
+def test_model_parts_equal_metaquantus_loop_on_a_tiny_model(one_thread, monkeypatch):
+    """MetaQuantus's own loop (MetaEvaluation with its model perturbation tests, its weight noise
+    replaced by the same seeded draws) and xaibench's functions on a tiny CNN, AOPC over three
+    methods (a higher-is-better metric, so MetaQuantus runs with score_direction=None, the reading
+    under which its adversary IEC counts a lower score as worse)."""
+    pytest.importorskip("metaquantus")
+    import argparse
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import meta as bench
+    finally:
+        sys.path.pop(0)
+    from xaibench.params import build
+    from xaibench.registry import METHODS, METRICS
+
+    args = argparse.Namespace(perturbations=2, iterations=1, seed=0, patch_size=4, steps=4,
+                              estimator="xaibench")
+    model = bench.cnn(0)
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    targets = bench.predictions(model, images, len(images))
+    methods = {m: build(METHODS.get(m), {}) for m in ("saliency", "sobel", "random")}
+    metric = build(METRICS.get("aopc"), {"patch_size": 4, "steps": 4, "substrate": "black", "lerf": False})
+    monkeypatch.setitem(bench.NOISE, "model_adversary", 1.0)  # enough flips for the adversary parts
+    ours = bench.ours(model, images, targets, methods, metric, args)
+    theirs = bench.theirs(model, images, methods, metric, args)["Model"]["consistency_results"]
+    for part, name in (("iac_nr", "IAC_{NR} mean"), ("iec_nr", "IEC_{NR} mean")):
+        assert ours[f"model_{part}"] == pytest.approx(float(theirs[name]), abs=1e-12)
+    for part, name in (("iac_ar", "IAC_{AR} mean"), ("iec_ar", "IEC_{AR} mean")):
+        assert ours[f"model_{part}"] == pytest.approx(float(theirs[name]), abs=1e-12)
