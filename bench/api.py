@@ -152,7 +152,7 @@ def plugin_table(kind: str, value: Any) -> dict[str, dict]:
 
 def evaluate(model: nn.Module, data: Any, *, methods: Any, metrics: Any, mean: Any = None,
              std: Any = None, device: str = "auto", batch_size: int = 32, seed: int = 0,
-             out: str | None = None, progress: bool = True) -> pd.DataFrame:
+             out: str | None = None, progress: bool = True, meta: dict | None = None) -> pd.DataFrame:
     """Explain ``model`` on ``data`` with every method, score every map with every metric.
 
     Args:
@@ -166,6 +166,9 @@ def evaluate(model: nn.Module, data: Any, *, methods: Any, metrics: Any, mean: A
         device, batch_size, seed: as ``[run]`` in a config.
         out: also write the run folder (report, plots, caches) under ``out`` as ``xaibench run``
             does; None: nothing is kept.
+        meta: the meta-evaluation's settings, as ``[meta]`` in a config (e.g. ``{"perturbations":
+            5, "sweep": {"aopc": {"substrate": ["black", "blur"]}}}``); its tables, meta.csv and
+            rank_stability.csv, go to the run folder, so it needs ``out``. None: no meta-evaluation.
 
     Returns:
         The leaderboard: the columns of leaderboard.csv, accuracy included.
@@ -185,6 +188,10 @@ def evaluate(model: nn.Module, data: Any, *, methods: Any, metrics: Any, mean: A
                "dataset": {"name": "memory", "key": dataset.key},
                "models": {name: {"arch": given[f"models.{name}"].arch, "key": given[f"models.{name}"].key}},
                "methods": plugin_table("methods", methods), "metrics": plugin_table("metrics", metrics)}
+        if meta is not None:
+            if out is None:
+                raise ConfigError(f"{WHERE}: meta: writes meta.csv to the run folder; give out= too")
+            raw["meta"] = meta
         cfg = parse(raw, name="evaluate", source=WHERE, given=given)
         result = run(cfg, progress=progress, write_outputs=out is not None)
         if out is not None:

@@ -9,6 +9,7 @@ A config has five sections::
                           models = [<model ids>] (default: every model the method supports),
                           then its parameters
     [metrics.<id>]        optional plugin = <metric plugin> (default: <id>), then its parameters
+    [meta]                optional: the meta-evaluation's settings (xaibench.meta.settings)
 
 Every name is checked against the registries (from package metadata, without importing any
 plugin) before any plugin is built; then every parameter is checked against the plugin's
@@ -35,11 +36,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from xaibench.errors import ConfigError, ParamError
+from xaibench.meta.settings import parse_meta
 from xaibench.models.families import explains
 from xaibench.params import build
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS, Registry, RegistryError
 
-SECTIONS = ("run", "dataset", "models", "methods", "metrics")
+SECTIONS = ("run", "dataset", "models", "methods", "metrics", "meta")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +117,7 @@ class Config:
     methods: tuple[PluginSpec, ...]
     metrics: tuple[PluginSpec, ...]
     raw: dict[str, Any] = field(compare=False, repr=False)
+    meta: Any = None  # MetaConfig of the [meta] section (xaibench.meta.settings), or None
 
     def resolved(self) -> dict[str, Any]:
         """The config with every default filled in, as plain data (for hashes and manifests)."""
@@ -126,6 +129,7 @@ class Config:
             "methods": {m.id: {"plugin": m.plugin, **({"models": list(m.models)} if m.models else {}),
                                **m.as_dict()} for m in self.methods},
             "metrics": {m.id: {"plugin": m.plugin, **m.as_dict()} for m in self.metrics},
+            **({"meta": self.meta.resolved()} if self.meta is not None else {}),
         }
 
 
@@ -479,8 +483,9 @@ def parse(raw: dict[str, Any], *, name: str, source: str | Where,
     metrics = _check_metrics(metrics, dataset, dataset_spec.plugin, where)
     _check_layers(methods, models, dataset, where)
     _check_cuda(run, where)
+    meta = parse_meta(raw.get("meta"), {s.id: s for s in metrics}, dataset.image_size, where)
     return Config(name=name, source=where.source, run=run, dataset=dataset_spec, models=tuple(models),
-                  methods=tuple(methods), metrics=tuple(metrics), raw=raw)
+                  methods=tuple(methods), metrics=tuple(metrics), raw=raw, meta=meta)
 
 
 def load(name_or_path: str, overrides: list[str] | None = None, *,

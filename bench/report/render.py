@@ -25,6 +25,7 @@ from xaibench.leaderboard.statistics import curve_summary
 from xaibench.leaderboard.tables import cost_summary
 from xaibench.report import plots
 from xaibench.report.figures import KINDS
+from xaibench.report.trust import trust_parts
 
 
 @dataclass
@@ -442,6 +443,7 @@ def render(run_dir: Path, *, seed: int = 0) -> Path:
     if models is not None:
         parts += ["## Models", markdown_table(models)]
     parts += agreement_parts(run.board)
+    parts += [markdown_table(p) if isinstance(p, pd.DataFrame) else p for p in trust_parts(run.path)]
     if figures:
         parts.append("## Plots")
         parts += [f"![{f.stem}](plots/{f.name})" for f in figures]

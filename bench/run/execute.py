@@ -167,6 +167,7 @@ class Results:
     models: list[ModelResult] = field(default_factory=list)
     explained: list[Explained] = field(default_factory=list)
     scored: list[Scored] = field(default_factory=list)
+    meta: list = field(default_factory=list)  # xaibench.run.meta.MetaScored, when [meta] is set
 
 
 # -- loaders (also used to redraw figures from a run's cache) ----------------------------------------
@@ -434,4 +435,5 @@ def cell_status(results: Results) -> dict[str, dict[str, Any]]:
     out.update({e.cell.name: {"computed": e.computed_shards > 0, "shards": e.shards,
                               "computed_shards": e.computed_shards} for e in results.explained})
     out.update({s.cell.name: {"computed": s.computed} for s in results.scored})
+    out.update({m.cell.name: {"computed": m.computed} for m in results.meta})
     return out

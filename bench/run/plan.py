@@ -23,8 +23,10 @@ from xaibench.params import resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, Registry
 from xaibench.run.determinism import CUDA_KERNELS
 
-Kind = Literal["data", "model", "explain", "score"]
+Kind = Literal["data", "model", "explain", "score", "meta"]
 EXECUTOR = "xaibench.run.execute"  # the module that computes explain and score cells
+META_EXECUTOR = "xaibench.run.meta"  # the module that computes the meta-evaluation's cells
+META_TESTS = ("model_resilience", "model_adversary", "input_resilience", "input_adversary")
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,9 @@ class Cell:
     """One unit of work and its cached result.
 
     Attributes:
-        kind: "data", "model", "explain" or "score".
-        name: "data", "<model>", "<model>/<method>" or "<model>/<method>/<metric>".
+        kind: "data", "model", "explain", "score" or "meta".
+        name: "data", "<model>", "<model>/<method>", "<model>/<method>/<metric>", or for the
+            meta-evaluation "<model>/<metric>/<test>/<iteration>" and "<model>/<metric>/sweep/<j>".
         key: :func:`xaibench.keys.digest` of ``record``.
         record: everything that determines the result (plain JSON data).
         path: the cached result: a file (model, score), or a folder (data, explain shards).
@@ -231,8 +234,39 @@ def plan(config: Config) -> Plan:
                     "explain": explain.key, "batch_size": run.batch_size, **compute,
                     **curve_keys(mspec.instance, dataset.image_size)},
                     lambda k, n=sname: cache / "scores" / f"{n.replace('/', '-')}-{k}.pt", (explain.name,)))
+    cells += meta_cells(config, cells, {"executor": keys.code_identity(META_EXECUTOR),
+                                        "batch_size": run.batch_size, "seed": run.seed,
+                                        "target": run.target, **compute}, cache)
     return Plan(config=config, run_id=run_id, run_dir=dataset_dir / run_id, cache_dir=cache,
                 device=device, threads=threads, cells=tuple(cells))
+
+
+def meta_cells(config: Config, cells: list[Cell], common: dict, cache: Path) -> list[Cell]:
+    """The meta-evaluation's cells ([meta] set): per model and meta-evaluated metric, one cell per
+    MetaQuantus test and iteration (its K perturbations' scores for every method of the model)
+    and one per setting of the metric's knob sweep; each depends on the model's explain cells."""
+    meta = config.meta
+    if meta is None:
+        return []
+    wanted = [s for s in config.metrics if not meta.metrics or s.id in meta.metrics]
+    out = []
+    for model in (c for c in cells if c.kind == "model"):
+        explains = [c for c in cells if c.kind == "explain" and c.parts[0] == model.name]
+        base = {"kind": "meta", **common, "model": model.key, "explain": [e.key for e in explains],
+                "images": meta.images}
+        deps = tuple(e.name for e in explains)
+        for spec in wanted:
+            record = {**base, "metric": plugin_record(spec, METRICS)}
+            for test, it in ((t, i) for t in META_TESTS for i in range(meta.iterations)):
+                name = f"{model.name}/{spec.id}/{test}/{it}"
+                out.append(_cell("meta", name, {**record, "test": test, "noise": meta.noise(test),
+                                                "perturbations": meta.perturbations, "iteration": it},
+                                 lambda k, n=name: cache / "meta" / f"{n.replace('/', '-')}-{k}.pt", deps))
+            for j, (params, _) in enumerate(meta.variants.get(spec.id, [])):
+                name = f"{model.name}/{spec.id}/sweep/{j}"
+                out.append(_cell("meta", name, {**record, "metric": {**record["metric"], "params": params}},
+                                 lambda k, n=name: cache / "meta" / f"{n.replace('/', '-')}-{k}.pt", deps))
+    return out
 
 
 # -- what is cached ------------------------------------------------------------------------------
@@ -248,7 +282,7 @@ def is_cached(cell: Cell) -> bool:
         return cell.record_path.is_file()  # a given checkpoint, already loaded with these settings
     if cell.kind == "model":
         return is_valid(cell.path)
-    if cell.kind == "score":
+    if cell.kind in ("score", "meta"):
         return is_valid(cell.path)
     try:
         n = json.loads(cell.record_path.read_text())["shards"]

@@ -21,7 +21,8 @@ import torch
 from xaibench.config import Config
 from xaibench.run import distributed
 from xaibench.run.determinism import deterministic_cuda
-from xaibench.run.execute import cell_status, execute, interruptible
+from xaibench.run.execute import cell_status, execute, interruptible, torch_device
+from xaibench.run.meta import run_meta
 from xaibench.run.plan import Plan, plan
 from xaibench.run.writer import leaderboard, write
 
@@ -48,6 +49,10 @@ def run(config: Config, *, progress: bool = True, write_outputs: bool = True) ->
         with interruptible(), deterministic_cuda(the_plan.device):
             start = time.perf_counter()
             results = execute(the_plan, world, progress=progress and world.main)
+            if world.main and config.meta is not None:  # the meta-evaluation, on the main process
+                meta_start = time.perf_counter()
+                results.meta = run_meta(the_plan, results, torch_device(the_plan, world))
+                results.timings["meta_s"] = time.perf_counter() - meta_start
             timings = {**results.timings, "total_s": time.perf_counter() - start}
             board = None
             if world.main:

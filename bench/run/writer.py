@@ -19,6 +19,7 @@ from xaibench.leaderboard import tables as lb
 from xaibench.params import parameters, resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS
 from xaibench.run.execute import Results, cell_status
+from xaibench.run.metatables import meta_tables
 from xaibench.run.plan import Plan
 
 DISTRIBUTIONS = ("xaibench", "torch", "torchvision", "captum", "quantus", "zennit", "numpy", "pandas")
@@ -168,5 +169,9 @@ def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size
     for m in (m for m in results.models if m.trained.history):
         write_csv(Path(run_dir) / "training" / f"{m.cell.name}.csv", pd.DataFrame(m.trained.history))
     save_checked(run_dir / "gallery.pt", gallery(results))
+    if results.meta:  # the meta-evaluation ([meta] in the config)
+        meta_frame, ranks = meta_tables(plan, results, results.meta)
+        write_csv(run_dir / "meta.csv", meta_frame)
+        write_csv(run_dir / "rank_stability.csv", ranks)
     write_json(run_dir / "manifest.json", manifest(plan, results, timings, world_size))
     return board

@@ -18,6 +18,7 @@ from importlib import metadata
 from typing import Any
 
 from xaibench.config import RunConfig
+from xaibench.meta.settings import MetaConfig
 from xaibench.params import parameters
 from xaibench.registry import REGISTRIES, description
 
@@ -330,6 +331,11 @@ def config_keys_page() -> str:
         for slug, names, cls in entries(kind.key):
             lines += [f"### `{names[0]}`", "", f"[{text(description(cls))}]({kind.key}/{slug}.md)", "",
                       keys_table(cls)]
+    lines += ["## [meta] {#meta}", "",
+              "Optional: the [meta-evaluation](../meta.md) of the run's metrics. All keys optional; "
+              "`[meta.sweep.<metric id>]` tables give some of that metric's keys as lists of values "
+              "(every combination is a setting of the rank-stability sweep).", "",
+              keys_table(MetaConfig, hidden=("sweep", "variants"))]
     return "\n".join(lines)
 
 
