@@ -187,7 +187,7 @@ def test_results_tables_are_generated_from_the_committed_runs():
     joint = merged[(merged["model"] == "joint_unsup") & (merged["method"] == "joint")].iloc[0]
     assert f"| {joint['pompom_pos_mean']:.3f} ± {joint['pompom_pos_std']:.3f} |" in \
         tables.merged("results/synthetic_seeds/nocolour")
-    reference, one_thread = "results/synthetic/synthetic-2dc53f32", "results/threads1/synthetic-b52241c4"
+    reference, one_thread = "results/synthetic/synthetic-4fe2f982", "results/threads1/synthetic-b52241c4"
     accuracy = {path: pd.read_csv(root / path / "models.csv").set_index("model")["accuracy"]
                 for path in (reference, one_thread)}
     threads = tables.threads(reference, one_thread)
