@@ -137,7 +137,7 @@ def bytes_per_input(model: torch.nn.Module, sample: torch.Tensor, *, grad: bool)
     """Estimated bytes one input like ``sample`` [1, ...] costs in a forward pass (``grad``: and
     its backward pass) of ``model`` (module docstring). One probe forward per model, input shape
     and device, remembered while the model lives, in eval mode; forward hooks only, removed
-    afterwards."""
+    afterwards. A TorchScript module takes no hooks: only its output is counted."""
     import torch
 
     from xaibench.models.modelstate import eval_mode
@@ -147,7 +147,8 @@ def bytes_per_input(model: torch.nn.Module, sample: torch.Tensor, *, grad: bool)
     if key not in known:
         sizes: list[int] = []
         module = isinstance(model, torch.nn.Module)  # a plain callable: its output only
-        leaves = [m for m in model.modules() if not any(True for _ in m.children())] if module else []
+        leaves = [m for m in model.modules() if not any(True for _ in m.children())
+                  and not isinstance(m, torch.jit.ScriptModule)] if module else []  # no hooks there
         handles = [m.register_forward_hook(lambda _m, _i, out: sizes.append(_nbytes(out)))
                    for m in leaves]
         token = _PROBING.set(True)

@@ -140,7 +140,7 @@ def test_each_plugin_is_built_once_per_run_and_the_run_uses_those(tmp_path, monk
     used = []
     attribute = GradCAM.attribute
     monkeypatch.setattr(GradCAM, "attribute", lambda self, *a: used.append(self) or attribute(self, *a))
-    raw = {"run": {"device": "cpu", "batch_size": 8, "bootstrap": 100, "out": str(tmp_path)},
+    raw = {"run": {"device": "cpu", "batch_size": 8, "bootstrap": 100, "out": str(tmp_path), "threads": 1},
            "dataset": {"name": "synthetic", "variant": "colour", "image_size": 32, "n_train": 16,
                        "n_val": 8, "n_test": 16, "radius": [3, 6], "n_shapes": [1, 3]},
            "models": {"resnet18": {"arch": "resnet18", "epochs": 1}},
@@ -152,7 +152,11 @@ def test_each_plugin_is_built_once_per_run_and_the_run_uses_those(tmp_path, monk
     the_plan = make_plan(config)
     assert the_plan.dataset is built["Synthetic"][0] and the_plan.methods["gradcam"] is built["GradCAM"][0]
     assert the_plan.metrics["aopc"] is built["AOPC"][0]
+    import torch
+
+    threads = torch.get_num_threads()
     result = run(config, progress=False)
+    assert torch.get_num_threads() == threads  # the run's thread setting holds for the run only
     render(result.run_dir)
     assert {k: len(v) for k, v in built.items()} == {"Synthetic": 1, "GradCAM": 1, "RandomMap": 1,
                                                      "AOPC": 1, "POMPOM": 1}

@@ -42,8 +42,8 @@ def run(config: Config, *, progress: bool = True, write_outputs: bool = True) ->
     """Run ``config`` end to end, reusing every cached cell, and write its outputs (with
     ``write_outputs`` False: only the caches, and the leaderboard is returned)."""
     the_plan = plan(config)
-    if config.run.threads:
-        torch.set_num_threads(config.run.threads)
+    threads = torch.get_num_threads()  # the run's setting holds for the run only
+    torch.set_num_threads(the_plan.threads)
     world = distributed.join(the_plan.device)
     try:
         with interruptible(), deterministic_cuda(the_plan.device):
@@ -61,4 +61,5 @@ def run(config: Config, *, progress: bool = True, write_outputs: bool = True) ->
             world.barrier()
     finally:
         distributed.leave(world)
+        torch.set_num_threads(threads)
     return RunResult(the_plan.run_dir, board, timings, cell_status(results), the_plan)
