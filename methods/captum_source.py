@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 import warnings
 from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
@@ -244,8 +243,7 @@ class CaptumSource(LibrarySource):
         if not known:
             raise RegistryError(f"method 'captum:{name}': captum is not installed (pip install captum)")
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            hint = self.did_you_mean(name, known)
             raise RegistryError(f"unknown method 'captum:{name}': captum.attr has no attribution class "
                                 f"{name!r}; {hint}known classes: {', '.join(known)}")
 

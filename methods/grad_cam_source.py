@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -163,8 +162,7 @@ class GradCamSource(LibrarySource):
             raise RegistryError(f"method 'grad-cam:{name}': pytorch-grad-cam is not installed "
                                 f"(pip install grad-cam)")
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            hint = self.did_you_mean(name, known)
             raise RegistryError(f"unknown method 'grad-cam:{name}': pytorch_grad_cam has no CAM class "
                                 f"{name!r}; {hint}known classes: {', '.join(known)}")
 

@@ -12,6 +12,7 @@ distribution and version too (:meth:`LibraryMethod.library_identity`).
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import types
 import typing
@@ -50,6 +51,12 @@ class LibrarySource:
     def version(self) -> str:
         """The library's installed version (from its metadata: nothing imported)."""
         return version_of(self.distribution)
+
+    @staticmethod
+    def did_you_mean(name: str, known: list[str]) -> str:
+        """"did you mean A, B? " for the names of ``known`` close to ``name`` ("" when none is)."""
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        return f"did you mean {', '.join(close)}? " if close else ""
 
 
 def version_of(distribution: str) -> str:

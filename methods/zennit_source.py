@@ -14,7 +14,6 @@ map is the relevance summed over channels, as ``lrp_epsilon_plus``. See docs/met
 from __future__ import annotations
 
 import ast
-import difflib
 from typing import Any, ClassVar
 
 import torch
@@ -123,8 +122,7 @@ class ZennitSource(LibrarySource):
             raise RegistryError(f"method 'zennit:{name}': zennit is not installed (pip install zennit)")
         if name not in registered and name not in registered.values():
             known = sorted(registered)
-            close = difflib.get_close_matches(name, [*known, *registered.values()], n=5, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            hint = self.did_you_mean(name, [*known, *registered.values()])
             raise RegistryError(f"unknown method 'zennit:{name}': zennit.composites has no registered "
                                 f"composite {name!r}; {hint}known composites: {', '.join(known)} "
                                 f"(or their class names)")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -234,8 +233,7 @@ class QuantusSource(LibrarySource):
         if name in UNSUPPORTED:
             raise RegistryError(f"metric 'quantus:{name}' cannot run in xaibench: {UNSUPPORTED[name]}")
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            hint = self.did_you_mean(name, known)
             raise RegistryError(f"unknown metric 'quantus:{name}': Quantus has no metric class {name!r}; "
                                 f"{hint}known classes: {', '.join(known)}")
 
