@@ -118,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     render(result.run_dir, seed=cfg.run.seed)
     board = result.leaderboard
-    cols = ["model", "method", "accuracy", "family_rank", "mean_rank",
+    cols = ["model", "method", "accuracy", "family_rank",
+            *(["family_rank_trusted"] if "family_rank_trusted" in board else []), "mean_rank",
             *(c for c in board.columns if c.endswith("_mean"))]
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for model in board.loc[board["above_chance"].eq(False), "model"].unique():

@@ -175,3 +175,65 @@ def test_a_run_writes_each_metric_columns_family_into_its_leaderboard(tmp_path):
     assert board["model_independent"].isna().all()  # no randomisation metric in this run
     manifest = (result.run_dir / "manifest.json").read_text()
     assert '"family": "faithfulness"' in manifest
+
+
+def failing_road() -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
+    """Methods a, b, c on 24 images and two models: faithfulness metrics aopc (a first) and road
+    (c first, the reverse), localisation loc (b first); road fails its meta-evaluation on model
+    m1 (MC 0.3) and passes on m2, aopc and loc pass on both."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=24)
+
+    def scores(offsets: tuple[float, float, float], metric: str, model: str) -> pd.DataFrame:
+        return long({m: base + o + rng.normal(scale=0.05, size=24) for m, o in zip("abc", offsets)},
+                    metric=metric, model=model)
+    parts = [scores(offsets, metric, model) for model in ("m1", "m2")
+             for metric, offsets in (("aopc", (4, 2, 0)), ("road", (0, 2, 4)), ("loc", (2, 4, 0)))]
+    family_of = {"aopc": "faithfulness", "road": "faithfulness", "loc": "localisation"}
+    meta = pd.DataFrame([{"model": model, "metric": metric, "alpha": 0.9, "stability": float("nan"),
+                          "mc": 0.3 if (model, metric) == ("m1", "road") else 0.7}
+                         for model in ("m1", "m2") for metric in family_of])
+    return pd.concat(parts, ignore_index=True), family_of, meta
+
+
+def test_ranks_from_the_metrics_that_pass_the_meta_evaluation():
+    from xaibench.leaderboard import trusted
+
+    scores, family_of, meta = failing_road()
+    board = trusted.with_verdicts(summarise(scores, family_of), meta)
+    m1, m2 = (board[board["model"] == m].set_index("method") for m in ("m1", "m2"))
+    assert m1["road_trusted"].tolist() == [False] * 3 and m2["road_trusted"].tolist() == [True] * 3
+    assert m1["aopc_trusted"].tolist() == [True] * 3
+    # with road, the faithfulness family cannot tell the methods apart: (1 + 3) / 2 = 2 for each;
+    # from the passing metrics alone (aopc) on m1 it ranks a, b, c
+    assert m1["rank_faithfulness"].to_dict() == {"a": 2, "b": 2, "c": 2}
+    assert m1["rank_faithfulness_trusted"].to_dict() == {"a": 1, "b": 2, "c": 3}
+    assert m1["rank_faithfulness_trusted_spread"].isna().all()  # one passing column
+    assert m2["rank_faithfulness_trusted"].to_dict() == m2["rank_faithfulness"].to_dict()
+    # (faithfulness + localisation) / 2: a and b tie with road, a is ahead of c only without it
+    assert m1["family_rank"].to_dict() == {"a": 2, "b": 1.5, "c": 2.5}
+    assert m1["family_rank_trusted"].to_dict() == {"a": 1.5, "b": 1.5, "c": 3}
+    # each verdict column after its metric's columns; the thresholds are the report's
+    cols = list(board.columns)
+    assert cols.index("road_beats_controls") + 1 == cols.index("road_trusted")
+    assert trusted.concerns(meta.iloc[1]) == ["MC 0.30 < 0.5"]
+    # what leaderboard.csv holds, as the report reads it back
+    back = pd.read_csv(io.StringIO(board.to_csv(index=False)))
+    table = report.summary_table(back, None)
+    assert "road ↑ (fails meta on m1)" in table.columns and "aopc ↑" in table.columns
+    row = table[(table["model"] == "m1") & (table["method"] == "a")].iloc[0]
+    assert row["faithfulness"] == "2.00 (spread 2.00); passing: 1.00"
+    assert row["family rank"] == "2.00; passing: 1.50"
+    assert "(fails meta)" in report.meta_rule(back)[0]
+    failing_everywhere = trusted.with_verdicts(board, meta.assign(mc=0.3))
+    assert trusted.failing_models(failing_everywhere, "loc") == (["m1", "m2"], True)
+    assert "loc ↑ (fails meta)" in report.summary_table(failing_everywhere, None).columns
+    assert failing_everywhere["rank_localisation_trusted"].isna().all()
+
+
+def test_a_board_without_verdicts_has_no_trusted_ranks():
+    scores, family_of, _ = failing_road()
+    board = summarise(scores, family_of)
+    assert not any(c.endswith("_trusted") for c in board.columns)
+    assert report.meta_rule(board) == []
+    assert "road ↑" in report.summary_table(board, None).columns

@@ -75,11 +75,22 @@ def test_a_run_with_meta_writes_meta_csv_and_reuses_its_cells(tmp_path):
     shares = ranks.groupby("method")["share"].sum()
     assert set(shares.index) == {"saliency", "random", "sobel"} and np.allclose(shares, 1.0)
     assert all(first.cells[c.name]["computed"] for c in cells)
+    from xaibench.leaderboard.trusted import concerns
     from xaibench.report.render import render
 
     report = render(first.run_dir).read_text()
     section = report.split("## Which metrics to trust on this run")[1]
     assert "| verdict |" in section and "| resnet18 | aopc |" in section
+    # the leaderboard carries each meta-evaluated metric's verdict and the ranks from the passing ones
+    board = pd.read_csv(first.run_dir / "leaderboard.csv")
+    verdicts = meta.set_index("metric").apply(lambda r: not concerns(r), axis=1)
+    for metric in ("aopc", "deletion"):
+        assert board[f"{metric}_trusted"].tolist() == [verdicts[metric]] * len(board)
+        header = report.split("## Which metrics")[0].split("\n| model | method |")[1].splitlines()[0]
+        assert (f"{metric} ↑ (fails meta)" in header or f"{metric} ↓ (fails meta)" in header) == (
+            not verdicts[metric])
+    assert board["aopc_lerf_trusted"].isna().all()  # not meta-evaluated: no verdict
+    assert {"family_rank_trusted", "rank_faithfulness_trusted"} <= set(board.columns)
     assert (first.run_dir / "plots" / "meta-parts.png").is_file()
     assert (first.run_dir / "plots" / "rank-stability.png").is_file()
     again = run(parse(raw(tmp_path), name="meta", source="test.toml"), progress=False)
@@ -105,7 +116,8 @@ def test_evaluate_takes_meta_and_needs_out():
 
 
 def test_the_verdict_states_each_threshold_crossed():
-    from xaibench.report.trust import concerns, trust_table
+    from xaibench.leaderboard.trusted import concerns
+    from xaibench.report.trust import trust_table
 
     good = pd.Series({"mc": 0.7, "alpha": 0.8, "stability": 0.9})
     assert concerns(good) == []
@@ -113,7 +125,9 @@ def test_the_verdict_states_each_threshold_crossed():
     assert concerns(bad) == ["MC 0.40 < 0.5", "alpha 0.30 < 0.667", "rank stability 0.20 < 0.5"]
     assert concerns(pd.Series({"mc": float("nan"), "alpha": 0.9}))[0].startswith("MC undecided")
     table = trust_table(pd.DataFrame([{"model": "m", "metric": "aopc", **good}]))
-    assert table["verdict"].tolist() == ["trust"]
+    assert table["verdict"].tolist() == ["passes"]
+    failing = trust_table(pd.DataFrame([{"model": "m", "metric": "aopc", **bad}]))
+    assert failing["verdict"].iloc[0].startswith("fails: MC 0.40 < 0.5")
 
 
 def test_predicted_targets_can_be_explained():

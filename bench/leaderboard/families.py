@@ -40,22 +40,48 @@ def midpoint(board: pd.DataFrame, metric: str) -> pd.Series:
     return (board[f"{metric}_rank"].astype(float) + board[f"{metric}_rank_worst"].astype(float)) / 2
 
 
+def passing(board: pd.DataFrame, metric: str) -> pd.Series:
+    """Per row: whether ``metric`` passes its meta-evaluation on the row's model
+    (``<metric>_trusted`` True, see :mod:`xaibench.leaderboard.trusted`); False without a verdict."""
+    column = board.get(f"{metric}_trusted", pd.Series(None, index=board.index, dtype=object))
+    return column.map(flag).eq(True)
+
+
+def judged(board: pd.DataFrame) -> bool:
+    """Whether the board carries meta-evaluation verdicts (a ``_trusted`` column with a value)."""
+    return any(board[c].map(flag).notna().any() for c in board.columns if c.endswith("_trusted"))
+
+
+def rank_columns(board: pd.DataFrame, suffix: str = "", trusted_only: bool = False) -> pd.DataFrame:
+    """``family_rank<suffix>``, ``rank_<family><suffix>`` and ``rank_<family><suffix>_spread``
+    (see :func:`family_ranks`); with ``trusted_only`` from the passing columns alone."""
+    families = column_families(board)
+    out = pd.DataFrame(index=board.index)
+    for family in dict.fromkeys(families.values()):
+        mids = pd.concat([midpoint(board, m).where(passing(board, m)) if trusted_only else midpoint(board, m)
+                          for m, f in families.items() if f == family], axis=1)
+        out[f"rank_{family}{suffix}"] = mids.mean(axis=1)
+        spread = mids.max(axis=1) - mids.min(axis=1)
+        out[f"rank_{family}{suffix}_spread"] = spread.where(mids.notna().sum(axis=1) >= 2)
+    ranks = [f"rank_{f}{suffix}" for f in dict.fromkeys(families.values())]
+    out.insert(0, f"family_rank{suffix}", out[ranks].mean(axis=1) if ranks else np.nan)
+    return out
+
+
 def family_ranks(board: pd.DataFrame) -> pd.DataFrame:
     """Per row (model, method), indexed like ``board``: ``family_rank`` (the mean of the family
     ranks: every family weighs the same, however many columns it has), and per family
     ``rank_<family>`` (the mean of the rank midpoints of the family's ranked columns) and
     ``rank_<family>_spread`` (the largest minus the smallest of those midpoints: 0 when the
     family's metrics rank the method alike; NaN with fewer than two ranked columns). A column a
-    method has no rank on (undefined on every image) is left out of its means."""
-    families = column_families(board)
-    out = pd.DataFrame(index=board.index)
-    for family in dict.fromkeys(families.values()):
-        mids = pd.concat([midpoint(board, m) for m, f in families.items() if f == family], axis=1)
-        out[f"rank_{family}"] = mids.mean(axis=1)
-        spread = mids.max(axis=1) - mids.min(axis=1)
-        out[f"rank_{family}_spread"] = spread.where(mids.notna().sum(axis=1) >= 2)
-    ranks = [f"rank_{f}" for f in dict.fromkeys(families.values())]
-    out.insert(0, "family_rank", out[ranks].mean(axis=1) if ranks else np.nan)
+    method has no rank on (undefined on every image) is left out of its means.
+
+    On a board with meta-evaluation verdicts (``<metric>_trusted``), the same from the columns
+    that pass on the row's model alone: ``family_rank_trusted``, ``rank_<family>_trusted`` and
+    ``rank_<family>_trusted_spread`` (NaN for a family none of whose columns passes)."""
+    out = rank_columns(board)
+    if judged(board):
+        out = pd.concat([out, rank_columns(board, "_trusted", trusted_only=True)], axis=1)
     return out
 
 

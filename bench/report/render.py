@@ -20,7 +20,7 @@ import pandas as pd
 from xaibench.errors import ConfigError
 from xaibench.io import from_half, load_checked, write_text
 from xaibench.leaderboard import agreement as ag
-from xaibench.leaderboard import families, ranking
+from xaibench.leaderboard import families, ranking, trusted
 from xaibench.leaderboard.statistics import curve_summary
 from xaibench.leaderboard.tables import cost_summary
 from xaibench.report import plots
@@ -315,15 +315,31 @@ def metric_cell(board: pd.DataFrame, r: pd.Series, metric: str) -> str:
 def family_cells(r: pd.Series, names: list[str]) -> dict[str, object]:
     """The report's family columns of one row: ``family rank`` (every family weighs the same) and
     per family in ``names`` its rank with the spread of its metrics' ranks ("2.50 (spread 1.00)":
-    the rank midpoints span 1 place; no spread with a single ranked column)."""
+    the rank midpoints span 1 place; no spread with a single ranked column); on a run with a
+    meta-evaluation each followed by the rank from the metrics that pass it ("; passing: 3.00",
+    "none" where no metric of the family passes)."""
     if "family_rank" not in r:  # a leaderboard written before families existed
         return {}
-    cells: dict[str, object] = {"family rank": r["family_rank"]}
+    judged = "family_rank_trusted" in r  # a run with a meta-evaluation: the ranks from passing metrics
+
+    def passing(column: str) -> str:
+        value = r.get(column, float("nan"))
+        return "" if not judged else "; passing: " + ("none" if pd.isna(value) else f"{value:.2f}")
+
+    cells: dict[str, object] = {"family rank": (f"{r['family_rank']:.2f}{passing('family_rank_trusted')}"
+                                                if judged else r["family_rank"])}
     for family in names:
         rank, spread = r.get(f"rank_{family}", float("nan")), r.get(f"rank_{family}_spread", float("nan"))
         text = "" if pd.isna(rank) else f"{rank:.2f}" + ("" if pd.isna(spread) else f" (spread {spread:.2f})")
-        cells[family] = text
+        cells[family] = text + (passing(f"rank_{family}_trusted") if text else "")
     return cells
+
+
+def meta_mark(board: pd.DataFrame, metric: str) -> str:
+    """" (fails meta)" after a metric's column header when it fails its meta-evaluation on every
+    model that has a verdict, " (fails meta on <models>)" when on some; "" otherwise."""
+    failed, everywhere = trusted.failing_models(board, metric)
+    return "" if not failed else " (fails meta)" if everywhere else f" (fails meta on {', '.join(failed)})"
 
 
 def method_label(r: pd.Series, labels: dict[str, str]) -> str:
@@ -352,7 +368,7 @@ def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
                **family_cells(r, names), "mean rank (all metrics)": r["mean_rank"]}
         for m in metrics:
             arrow = {"higher": " ↑", "lower": " ↓"}.get(r[f"{m}_direction"], "")
-            row[m + arrow] = metric_cell(board, r, m)
+            row[m + arrow + meta_mark(board, m)] = metric_cell(board, r, m)
         if cost is not None and (r["model"], r["method"]) in cost.index:
             c = cost.loc[(r["model"], r["method"])]
             row["explain s/img"] = f"{c['explain_s_per_image']:.4f}"
@@ -399,6 +415,19 @@ RANKING_RULE = (
     "measured in this run on this device and vary between runs.")
 
 
+def meta_rule(board: pd.DataFrame) -> list[str]:
+    """The leaderboard's note on the meta-evaluation's marks, on a run that has one."""
+    if "family_rank_trusted" not in board:
+        return []
+    return [f"\"(fails meta)\" after a metric marks a column whose metric fails the run's "
+            f"meta-evaluation on that model (MC < {trusted.MC_MIN} or undecided, Krippendorff's "
+            f"alpha < {trusted.ALPHA_MIN}, or rank stability < {trusted.STABILITY_MIN}: see \"Which "
+            f"metrics to trust on this run\" below). \"passing\" beside a family rank is the same "
+            f"rank computed from the columns that pass alone (\"none\": no column of the family "
+            f"passes on that model); columns the meta-evaluation did not judge count only in the "
+            f"first rank."]
+
+
 def agreement_parts(board: pd.DataFrame) -> list[str]:
     """The report's metric-agreement section: the matrix with the number of methods per cell, or
     a line saying why it is left out."""
@@ -438,7 +467,7 @@ def render(run_dir: Path, *, seed: int = 0) -> Path:
              f"test images, device {m['device']} ({m['device_name']}), xaibench "
              f"{m['versions'].get('xaibench', '?')}, torch {m['versions'].get('torch', '?')}). "
              f"{recreate(m)}",
-             "## Leaderboard", RANKING_RULE,
+             "## Leaderboard", RANKING_RULE, *meta_rule(run.board),
              markdown_table(summary_table(run.board, run.costs, method_labels(m)))]
     if models is not None:
         parts += ["## Models", markdown_table(models)]

@@ -1,16 +1,9 @@
 """The report's "Which metrics to trust on this run" section, from meta.csv and
 rank_stability.csv in the run folder (written when the config has [meta]).
 
-A metric is marked when any of its meta-evaluation figures is below the stated threshold:
-
-- MC < ``MC_MIN`` (0.5): a metric whose scores never move scores exactly 0.5 (MetaQuantus's
-  Estimator_Same: resilience 1, adversary 0); below that it is less consistent than a metric
-  that ignores the perturbations altogether.
-- Krippendorff's alpha < ``ALPHA_MIN`` (0.667): Krippendorff's lowest acceptable value for
-  drawing even tentative conclusions; below it the images disagree on the methods' order too
-  often for the mean's ranking to stand for the images.
-- rank stability (mean Kendall tau between the settings of its knobs) < ``STABILITY_MIN`` (0.5):
-  fewer than three in four pairs of methods keep their order when a knob changes.
+A metric fails on a model when it crosses one of the thresholds of
+:mod:`xaibench.leaderboard.trusted` (MC, Krippendorff's alpha, rank stability), the same
+definition that marks the leaderboard's columns.
 """
 
 from __future__ import annotations
@@ -20,28 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-MC_MIN = 0.5
-ALPHA_MIN = 0.667
-STABILITY_MIN = 0.5
+from xaibench.leaderboard.trusted import ALPHA_MIN, MC_MIN, STABILITY_MIN, concerns
 
 
 def _fmt(value: object) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
-
-
-def concerns(row: pd.Series) -> list[str]:
-    """Why a metric of meta.csv is not to be trusted on this run (empty: no concern found)."""
-    out = []
-    mc = row.get("mc", float("nan"))
-    if pd.isna(mc):
-        out.append("MC undecided (no prediction flipped under an adversary test)")
-    elif mc < MC_MIN:
-        out.append(f"MC {mc:.2f} < {MC_MIN}")
-    if pd.notna(row.get("alpha")) and row["alpha"] < ALPHA_MIN:
-        out.append(f"alpha {row['alpha']:.2f} < {ALPHA_MIN}")
-    if pd.notna(row.get("stability")) and row["stability"] < STABILITY_MIN:
-        out.append(f"rank stability {row['stability']:.2f} < {STABILITY_MIN}")
-    return out
 
 
 def trust_table(meta: pd.DataFrame) -> pd.DataFrame:
@@ -52,7 +28,7 @@ def trust_table(meta: pd.DataFrame) -> pd.DataFrame:
         found = concerns(r)
         rows.append({"model": r["model"], "metric": r["metric"],
                      **{c: _fmt(r.get(c, float("nan"))) for c in cols},
-                     "verdict": "trust" if not found else "doubt: " + "; ".join(found)})
+                     "verdict": "passes" if not found else "fails: " + "; ".join(found)})
     return pd.DataFrame(rows)
 
 
@@ -99,7 +75,9 @@ def trust_parts(run_dir: Path) -> list[str | pd.DataFrame]:
             f"tests' intra- (IAC) and inter-consistency (IEC) on perturbed models and inputs), "
             f"Krippendorff's alpha of the images as raters of the methods' ranks, the mean Spearman "
             f"rho between methods' per-image scores, and the mean Kendall tau between the rankings "
-            f"under the settings of the metric's knobs. A metric is doubted when MC < {MC_MIN}, "
-            f"alpha < {ALPHA_MIN} or stability < {STABILITY_MIN} (see the docs' Meta-evaluation page).",
+            f"under the settings of the metric's knobs. A metric fails on a model when MC < {MC_MIN} "
+            f"(or undecided), alpha < {ALPHA_MIN} or stability < {STABILITY_MIN} (see the docs' "
+            f"Meta-evaluation page); the leaderboard marks its column \"(fails meta)\" and ranks "
+            f"the methods a second time from the passing metrics alone (\"passing\").",
             trust_table(meta),
             *[f"![{f.stem}](plots/{f.name})" for f in figures]]

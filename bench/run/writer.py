@@ -16,6 +16,7 @@ import torch
 from xaibench.io import save_checked, to_half, write_csv, write_json
 from xaibench.keys import plugin_identity
 from xaibench.leaderboard import tables as lb
+from xaibench.leaderboard import trusted
 from xaibench.params import parameters, resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS
 from xaibench.run.execute import Results, cell_status
@@ -160,6 +161,11 @@ def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size
     ``plan.run_dir``; return the leaderboard."""
     run_dir, rows = plan.run_dir, tables(plan, results)
     model_frame, score_frame, board = frames(plan, rows, results)
+    if results.meta:  # the meta-evaluation ([meta] in the config): its tables, and its verdicts on the board
+        meta_frame, ranks = meta_tables(plan, results, results.meta)
+        write_csv(run_dir / "meta.csv", meta_frame)
+        write_csv(run_dir / "rank_stability.csv", ranks)
+        board = trusted.with_verdicts(board, meta_frame)
     write_csv(run_dir / "leaderboard.csv", board)
     write_csv(run_dir / "scores.csv", score_frame)
     write_csv(run_dir / "models.csv", model_frame)
@@ -169,9 +175,5 @@ def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size
     for m in (m for m in results.models if m.trained.history):
         write_csv(Path(run_dir) / "training" / f"{m.cell.name}.csv", pd.DataFrame(m.trained.history))
     save_checked(run_dir / "gallery.pt", gallery(results))
-    if results.meta:  # the meta-evaluation ([meta] in the config)
-        meta_frame, ranks = meta_tables(plan, results, results.meta)
-        write_csv(run_dir / "meta.csv", meta_frame)
-        write_csv(run_dir / "rank_stability.csv", ranks)
     write_json(run_dir / "manifest.json", manifest(plan, results, timings, world_size))
     return board
