@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 SRC    := pyproject.toml $(shell find bench methods metrics datasets configs -type f \( -name '*.py' -o -name '*.toml' \) 2>/dev/null)
 ARGS   ?=
+# `make test` runs the tests in one process per core (pytest-xdist; TEST_WORKERS=0: one process).
+TEST_WORKERS ?= auto
 
 .PHONY: bench test test-fast lint docs clean gpu-check
 
@@ -14,7 +16,7 @@ bench: $(VENV)/.installed
 	$(BIN)/xaibench run synthetic $(ARGS)
 
 test: $(VENV)/.installed $(VENV)/.dev lint docs
-	@$(BIN)/python -m pytest $(ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-fast: $(VENV)/.installed $(VENV)/.dev

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
-import pytest
-import torch
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core (pytest-xdist): each worker, and the commands
+    # its tests start, uses one intra-op thread, so two workers do not fight over the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from xaibench.check.zoo import tiny_joint, tiny_net, tiny_resnet, tiny_vit
 from xaibench.models.classifier import Classifier

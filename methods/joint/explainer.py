@@ -37,9 +37,9 @@ def upsampler(cin: int, cout: int, kind: Literal["transpose", "resize"],
 class Explainer(nn.Module):
     """U-Net explainer of Rio-Torto et al. (PRL 2020), with skips added, not concatenated.
 
-    Encoder ConvMod 3->32->64->128, each followed by a 2x2 max-pool; decoder x2 up-sampling
-    128->128, 128->64, 64->32, each followed by adding the encoder output of the same
-    resolution and a ConvMod; head 1x1 conv 32->1 -> BatchNorm -> tanh -> ReLU.
+    Encoder ConvMod 3->w->2w->4w (w = ``width``, the paper's 32), each followed by a 2x2
+    max-pool; decoder x2 up-sampling 4w->4w, 4w->2w, 2w->w, each followed by adding the encoder
+    output of the same resolution and a ConvMod; head 1x1 conv w->1 -> BatchNorm -> tanh -> ReLU.
 
     Args:
         init_bias: initial BatchNorm shift (paper: 3.0), so the first maps are ~tanh(3) ~ 1
@@ -51,18 +51,22 @@ class Explainer(nn.Module):
             With zeros the border is the one place the explainer can tell apart without looking
             at the content, and on the synthetic data its maps grew a frame along the border
             (docs/joint.md); reflection padding removed most of it.
+        width: the channels of the first stage (the paper's 32); the cost of a pass grows with
+            its square.
     """
 
     def __init__(self, *, init_bias: float = 3.0,
-                 upsample: Literal["transpose", "resize"] = "transpose", padding: Padding = "zeros") -> None:
+                 upsample: Literal["transpose", "resize"] = "transpose", padding: Padding = "zeros",
+                 width: int = 32) -> None:
         super().__init__()
-        self.enc1, self.enc2, self.enc3 = (ConvMod(3, 32, padding), ConvMod(32, 64, padding),
-                                           ConvMod(64, 128, padding))
+        w = width
+        self.enc1, self.enc2, self.enc3 = (ConvMod(3, w, padding), ConvMod(w, 2 * w, padding),
+                                           ConvMod(2 * w, 4 * w, padding))
         self.pool = nn.MaxPool2d(2)
-        self.up1, self.dec1 = upsampler(128, 128, upsample, padding), ConvMod(128, 128, padding)
-        self.up2, self.dec2 = upsampler(128, 64, upsample, padding), ConvMod(64, 64, padding)
-        self.up3, self.dec3 = upsampler(64, 32, upsample, padding), ConvMod(32, 32, padding)
-        self.head = nn.Conv2d(32, 1, 1)
+        self.up1, self.dec1 = upsampler(4 * w, 4 * w, upsample, padding), ConvMod(4 * w, 4 * w, padding)
+        self.up2, self.dec2 = upsampler(4 * w, 2 * w, upsample, padding), ConvMod(2 * w, 2 * w, padding)
+        self.up3, self.dec3 = upsampler(2 * w, w, upsample, padding), ConvMod(w, w, padding)
+        self.head = nn.Conv2d(w, 1, 1)
         self.norm = nn.BatchNorm2d(1)
         nn.init.constant_(self.norm.bias, init_bias)
 

@@ -89,6 +89,9 @@ class JointModelConfig(BackboneConfig):
             image border; docs/joint.md).
         hybrid_images: the images that get the hybrid loss's outside-the-mask term: "all" (the
             paper's; on an empty mask it acts as a second L1) or "positives" (non-empty masks).
+        explainer_width: the explainer's first-stage channels (the paper's 32; the stages have
+            w, 2w and 4w). Its cost grows with the square: at 16 a training step of the explainer
+            is about 3.4x cheaper (docs/joint.md).
     """
 
     arch: str = "joint_resnet18"
@@ -108,6 +111,7 @@ class JointModelConfig(BackboneConfig):
     upsample: Literal["transpose", "resize"] = "transpose"
     padding: Literal["zeros", "reflect"] = "zeros"
     hybrid_images: Literal["all", "positives"] = "all"
+    explainer_width: int = 32
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -135,6 +139,7 @@ class JointModelConfig(BackboneConfig):
         check_range("beta", self.beta, low=0.0, high=1.0)
         check_range("gamma", self.gamma, low=0.0)
         check_range("augment", self.augment, low=0.0, high=1.0)
+        check_range("explainer_width", self.explainer_width, low=1)
         if self.class_weights is not None and any(w <= 0 for w in self.class_weights):
             raise ParamError("class_weights", f"must all be > 0, got {list(self.class_weights)}")
 
@@ -158,7 +163,7 @@ class JointModelConfig(BackboneConfig):
             plain = self.backbone(self.arch.removeprefix("joint_"), num_classes, image_size)
             net, cam_layer = plain.net, plain.cam_layer
         return JointClassifier(net, Explainer(init_bias=self.init_bias, upsample=self.upsample,
-                                                  padding=self.padding),
+                                                  padding=self.padding, width=self.explainer_width),
                                gates=gate_points(net),
                                cam_layer=cam_layer)
 
