@@ -22,6 +22,18 @@ def long_scores(model: str, method: str, metric: str, values: torch.Tensor,
                          "index": np.arange(len(values)), "value": values.numpy().astype(float)})
 
 
+def with_seed(rows: pd.DataFrame | dict, seed: int) -> pd.DataFrame | dict:
+    """``rows`` (a frame or one row) with a ``seed`` column right after ``model``: the training
+    seed of the model they come from (runs with several seeds)."""
+    if isinstance(rows, dict):
+        items = list(rows.items())
+        at = [k for k, _ in items].index("model") + 1
+        return dict([*items[:at], ("seed", seed), *items[at:]])
+    out = rows.copy()
+    out.insert(list(out.columns).index("model") + 1, "seed", seed)
+    return out
+
+
 def long_curves(model: str, method: str, curve: str, values: torch.Tensor) -> pd.DataFrame:
     """Per-image curves [N, steps+1] of one (model, method) in long format."""
     n, s = values.shape

@@ -76,6 +76,16 @@ class RunFolder:
         return int(self.manifest["config"]["run"].get("bootstrap", 1000))
 
     @property
+    def seed(self) -> int:
+        """The run's ``[run] seed`` (data and the bootstrap)."""
+        return int(self.manifest.get("seed", 0))
+
+    @property
+    def seeds(self) -> list[int]:
+        """The run's training seeds (``[run] seeds``; by default its seed alone)."""
+        return list(self.manifest["config"]["run"].get("seeds") or [self.seed])
+
+    @property
     def controls(self) -> list[str]:
         """The methods that ignore the model (random, sobel, center)."""
         return list(self.manifest.get("controls", []))
