@@ -69,7 +69,13 @@ def cost_row(stage: str, model: str, method: str, metric: str, cost: dict, n_ima
 
 def cost_summary(costs: pd.DataFrame) -> pd.DataFrame:
     """Per (model, method): seconds and forward passes per image to explain and to score (all
-    metrics together), and the peak memory of either stage."""
+    metrics together), and the peak memory of either stage; with several training seeds (a
+    ``seed`` column) the mean over the seeds' cells (the peak: the largest)."""
+    if "seed" in costs.columns:
+        costs = costs.groupby(["stage", "model", "method", "metric"], sort=False, dropna=False).agg(
+            seconds_per_image=("seconds_per_image", "mean"), forwards_per_image=("forwards_per_image", "mean"),
+            peak_mem_mb=("peak_mem_mb", "max")).reset_index()
+
     def side(stage: str) -> pd.DataFrame:
         part = costs[costs["stage"] == stage].groupby(["model", "method"], sort=False)
         return part.agg(**{f"{stage}_s_per_image": ("seconds_per_image", "sum"),

@@ -151,12 +151,14 @@ def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str, controls: typing.It
     save(fig, path)
 
 
-def metric_bars(summary: pd.DataFrame, path: Path, *, title: str, ylabel: str) -> None:
+def metric_bars(summary: pd.DataFrame, path: Path, *, title: str, ylabel: str,
+                points: pd.DataFrame | None = None) -> None:
     """Mean score per method with its 95% interval as given (the leaderboard's own), one colour
-    per model (e.g. POMPOM).
+    per model (e.g. POMPOM), and with several training seeds each seed's mean as a dot on its bar.
 
     Args:
         summary: columns model, method, mean, ci_low, ci_high (one row per model and method).
+        points: columns model, method, value: the per-seed means (None: no dots).
     """
     methods = list(dict.fromkeys(summary["method"]))
     models = list(dict.fromkeys(summary["model"]))
@@ -168,6 +170,11 @@ def metric_bars(summary: pd.DataFrame, path: Path, *, title: str, ylabel: str) -
         err = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
         ax.bar(x, part["mean"], width, yerr=np.nan_to_num(err), color=colour, label=model,
                error_kw={"elinewidth": 1, "capsize": 2})
+        if points is not None:
+            dots = points[points["model"] == model]
+            at = dict(zip(methods, x))
+            ax.scatter([at[m] for m in dots["method"]], dots["value"], s=10, color="black", zorder=3,
+                       label="per seed" if i == 0 else None)
     ax.set_xticks(np.arange(len(methods)), labels=methods, rotation=30, ha="right")
     ax.set(xlabel="", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, axis="y")
