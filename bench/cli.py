@@ -21,11 +21,7 @@ from xaibench.registry import REGISTRIES, RegistryError
 from xaibench.report.figures import KINDS
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xaibench", description=(
-        "Explainability evaluation benchmark for image classifiers."))
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _run_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run an experiment: train, explain, score, write a leaderboard")
     run.add_argument("config", help="a shipped config name (e.g. synthetic) or a path to a .toml file")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -41,8 +37,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="print the plan (each cell: reused from the cache or to compute, and what "
                           "changed since a cached cell of the same name) and stop")
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xaibench", description=(
+        "Explainability evaluation benchmark for image classifiers."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _run_parser(sub)
+
     board = sub.add_parser("leaderboard", help="merge the leaderboards of several runs (seeds, "
-                           "datasets) into one table with mean and spread across runs")
+                           "datasets) into one table, by the statistics of a run with several seeds")
     board.add_argument("runs", nargs="+", metavar="RUN", help="run folders (results/<dataset>/<run-id>)")
     board.add_argument("--out", default="results/merged",
                        help="folder for merged_leaderboard.csv, metric_agreement.csv and its "

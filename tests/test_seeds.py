@@ -99,7 +99,8 @@ def test_one_seed_keeps_the_run_id_the_cell_names_and_keys(cfg, tmp_path):
     out = f"run.out={json.dumps(str(tmp_path))}"
     default, spelled = plan(load(cfg, out)), plan(load(cfg, out, "run.seeds=[0]"))
     assert default.run_id == spelled.run_id
-    assert [(c.name, c.key, c.path) for c in default.cells] == [(c.name, c.key, c.path) for c in spelled.cells]
+    assert [(c.name, c.key, c.path) for c in default.cells] == \
+        [(c.name, c.key, c.path) for c in spelled.cells]
     assert "seeds" not in default.config.resolved()["run"]
     assert not any("@" in c.name for c in default.cells)
 
@@ -130,7 +131,8 @@ def test_one_seed_is_the_plain_bootstrap_exactly():
                            "value": np.concatenate([v, v + 0.3])})
     models = pd.DataFrame({"model": ["m"], "accuracy": [1.0]})
     plain = statistics.summarise(scores, models, dataset="d", n_boot=200, seed=0)
-    seeded = statistics.summarise(scores.assign(seed=5), models.assign(seed=5), dataset="d", n_boot=200, seed=0)
+    seeded = statistics.summarise(scores.assign(seed=5), models.assign(seed=5), dataset="d", n_boot=200,
+                                  seed=0)
     pd.testing.assert_frame_equal(plain, seeded, check_exact=True)
 
 
@@ -204,7 +206,8 @@ def test_merging_the_one_seed_runs_gives_the_three_seed_runs_table(runs, tmp_pat
     three = pd.read_csv(runs["0,1,2"] / "leaderboard.csv")
     folders = [RunFolder(runs[s]) for s in ("2", "0", "1")]  # any order: the units go by seed
     names = [str(f.path) for f in folders]
-    merged = merge_runs({n: f.board for n, f in zip(names, folders)}, {n: f.scores for n, f in zip(names, folders)},
+    merged = merge_runs({n: f.board for n, f in zip(names, folders)},
+                        {n: f.scores for n, f in zip(names, folders)},
                         seeds={n: f.seeds[0] for n, f in zip(names, folders)}, n_boot=folders[0].bootstrap,
                         seed=folders[0].seed)
     write_csv(tmp_path / "merged.csv", merged)  # as `xaibench leaderboard` writes it
@@ -287,8 +290,8 @@ def test_the_papers_ordering_is_checked_per_seed_and_overall():
     assert set(claim["map"]) == {"joint", "post-hoc"}
     assert claim[(claim["seed"] == "all") & (claim["model"] == "joint_unsup")]["mass"].iloc[0] == \
         pytest.approx(1 - np.mean([0.2, 0.2, 0.15]))
-    assert overall["verdict"].startswith("Over every seed's test images, the paper's ordering (joint_hybrid's "
-                                         "map < joint_unsup's map < every post-hoc method")
+    assert overall["verdict"].startswith("Over every seed's test images, the paper's ordering "
+                                         "(joint_hybrid's map < joint_unsup's map < every post-hoc method")
     assert " holds: 0.182 < 0.198 < 0.265 (best post-hoc method: gradcam on resnet18)" in overall["verdict"]
     assert overall["verdict"].endswith("Seed by seed it holds on 2 of 3 (seed 0, 2).")
 
@@ -302,6 +305,7 @@ def test_the_verdict_names_each_part_that_fails():
     assert verdict.startswith("On the test images, the paper's ordering")
     assert "does not hold: joint_hybrid's map (0.315) is not below joint_unsup's (0.215); joint_hybrid's " \
            "map (0.315) is not below the best post-hoc method (gradcam on resnet18, 0.265)." in verdict
-    missing = ClaimSetup({"hybrid": "joint_hybrid"}, ["joint"], ["gradcam"], {"pompom_positives": "pompom_pos"})
+    missing = ClaimSetup({"hybrid": "joint_hybrid"}, ["joint"], ["gradcam"],
+                         {"pompom_positives": "pompom_pos"})
     _, order = claim_tables(claim_scores(values).drop(columns="seed"), missing, seed=0)
     assert "no joint model trained with the unsupervised loss" in order["verdict"].iloc[0]

@@ -82,8 +82,9 @@ def ordering_row(claim: pd.DataFrame, setup: ClaimSetup, seed: object) -> dict:
         return None if np.isnan(a) or np.isnan(b) else bool(a < b)
 
     parts = dict(zip(PARTS, (below(hybrid, unsup), below(hybrid, best_value), below(unsup, best_value))))
+    which = f"{best['method'].iloc[0]} on {best['model'].iloc[0]}" if len(best) else ""
     return {"seed": seed, "hybrid": hybrid, "unsupervised": unsup, "best_post_hoc": best_value,
-            "best_post_hoc_method": f"{best['method'].iloc[0]} on {best['model'].iloc[0]}" if len(best) else "",
+            "best_post_hoc_method": which,
             **parts, "ordering_holds": None if None in parts.values() else all(parts.values())}
 
 

@@ -39,7 +39,8 @@ def metric_row(g: pd.DataFrame, metrics: list[str], boards: pd.DataFrame, *, n_b
         stats = statistics.metric_stats(statistics.by_unit(values, "unit"), m, None, n_boot=n_boot,
                                         seed=seed) if len(values) else {}
         row[f"{m}_mean"] = stats.get(f"{m}_mean", np.nan)
-        row[f"{m}_std"] = statistics.seed_spread(statistics.by_unit(values, "unit")) if len(values) else np.nan
+        units = statistics.by_unit(values, "unit") if len(values) else []
+        row[f"{m}_std"] = statistics.seed_spread(units)
         for c in ("ci_low", "ci_high", "n"):
             row[f"{m}_{c}"] = stats.get(f"{m}_{c}", np.nan)
         row[f"{m}_direction"] = boards[f"{m}_direction"].dropna().iloc[0]
@@ -89,8 +90,8 @@ def merge_runs(boards: dict[str, pd.DataFrame], scores: dict[str, pd.DataFrame],
     metrics = metric_names(frame)
     pooled = pooled_scores(scores, seeds or {})
     by_row = dict(iter(pooled.groupby(["dataset", "model", "method"], sort=False)))
-    merged = pd.DataFrame([{**merged_row(key, g), **metric_row(by_row.get(key, pooled.iloc[0:0]), metrics, frame,
-                                                               n_boot=n_boot, seed=seed)}
+    merged = pd.DataFrame([{**merged_row(key, g), **metric_row(by_row.get(key, pooled.iloc[0:0]), metrics,
+                                                               frame, n_boot=n_boot, seed=seed)}
                            for key, g in frame.groupby(["dataset", "model", "method"], sort=False)])
     controls = sorted(set(frame.loc[frame["control"].astype(bool), "method"])) if "control" in frame else []
     for m in ranked_metrics(merged):

@@ -73,7 +73,8 @@ def cost_summary(costs: pd.DataFrame) -> pd.DataFrame:
     ``seed`` column) the mean over the seeds' cells (the peak: the largest)."""
     if "seed" in costs.columns:
         costs = costs.groupby(["stage", "model", "method", "metric"], sort=False, dropna=False).agg(
-            seconds_per_image=("seconds_per_image", "mean"), forwards_per_image=("forwards_per_image", "mean"),
+            seconds_per_image=("seconds_per_image", "mean"),
+            forwards_per_image=("forwards_per_image", "mean"),
             peak_mem_mb=("peak_mem_mb", "max")).reset_index()
 
     def side(stage: str) -> pd.DataFrame:

@@ -322,8 +322,8 @@ def method_labels(manifest: dict) -> dict[str, str]:
 
 def metric_cell(board: pd.DataFrame, r: pd.Series, metric: str, per_seed: list[float] | None = None) -> str:
     """"mean [CI] #rank(s)", the per-seed means after it when ``per_seed`` has them ("; seeds
-    0.412 / 0.388 / 0.405", in seed order), and ", not better than <control>" when the method does not beat the
-    best control on that model."""
+    0.412 / 0.388 / 0.405", in seed order), and ", not better than <control>" when the method
+    does not beat the best control on that model."""
     text = (f"{r[f'{metric}_mean']:.3f} [{r[f'{metric}_ci_low']:.3f}, {r[f'{metric}_ci_high']:.3f}]")
     rank = ranking.rank_text(r.get(f"{metric}_rank"), r.get(f"{metric}_rank_worst", float("nan")))
     text += f" {rank}" if rank else ""
@@ -369,8 +369,8 @@ def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
     standard deviation of the per-seed means)."""
     metrics, names = ag.metric_names(board), families.family_names(board)
     means = seed_means(scores)
-    per_seed = ({} if means is None else
-                {k: list(g.sort_values("seed")["value"]) for k, g in means.groupby(["model", "method", "metric"])})
+    per_seed = ({} if means is None else {k: list(g.sort_values("seed")["value"])
+                                           for k, g in means.groupby(["model", "method", "metric"])})
     if "family_rank" in board:
         board = board.sort_values(["model", "family_rank", "mean_rank"], kind="stable")
     rows = []
@@ -481,7 +481,8 @@ def joint_claim_parts(run: RunFolder) -> list[str]:
     verdict = str(order["verdict"].dropna().iloc[-1]) if order["verdict"].notna().any() else ""
     flags = [c for c in order.columns if c.endswith("_post_hoc") and c.startswith(("hybrid_", "unsup"))]
     order = order.astype({c: float for c in ("hybrid", "unsupervised", "best_post_hoc")})
-    claim = claim.astype({c: float for c in claim.columns if c in ("pompom_positives", "mass", "mass_thresholded")})
+    claim = claim.astype({c: float for c in claim.columns
+                          if c in ("pompom_positives", "mass", "mass_thresholded")})
     for c in [*flags, "hybrid_below_unsupervised", "ordering_holds"]:
         order[c] = order[c].map(lambda v: {"True": "yes", "False": "no"}.get(str(v), ""))
     shown = order.drop(columns="verdict").rename(columns={

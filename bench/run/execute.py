@@ -233,9 +233,9 @@ def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split:
                   run: RunConfig, device: torch.device, seed: int | None = None,
                   check: bool = False) -> dict:
     """Compute test-image shard ``i`` (the i-th batch of ``run.batch_size``) of an explain cell
-    whose model was trained with ``seed`` (default: ``run.seed``): maps (float16, relative to each map's max), targets,
-    cost. With ``check``, stop with a :class:`~xaibench.errors.ContractError` when the method
-    leaves the model changed."""
+    whose model was trained with ``seed`` (default: ``run.seed``): maps (float16, relative to
+    each map's max), targets, cost. With ``check``, stop with a
+    :class:`~xaibench.errors.ContractError` when the method leaves the model changed."""
     before = guards.snapshot(model) if check else None
     start = i * run.batch_size
     images, labels, _ = split.batch(slice(start, start + run.batch_size), device)

@@ -2,7 +2,8 @@
 
 For each model and each (MetaQuantus test, iteration), the K perturbed models (weights times
 N(1, sigma) noise) or perturbed inputs (uniform noise, clipped to [0, 1]) are drawn from seeds
-derived from the model's seed (the run's seed, or the training seed), the test, the iteration and k (the same draws for every metric);
+derived from the model's seed (the run's, or its training seed), the test, the iteration and k
+(the same draws for every metric);
 every method of the model re-explains through its batched ``attribute`` and every
 meta-evaluated metric scores those maps through its own ``evaluate`` (curve metrics through the
 shared engine), on the perturbed model and inputs, with the targets the run explains. A cell

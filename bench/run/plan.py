@@ -2,11 +2,11 @@
 
 A run is a grid of cells: data, model(model, seed), explain(model, method) and
 score(model, method, metric), where each trained model has one model cell per training seed
-(``[run] seeds``) and the cells below it follow that seed. :func:`plan` is pure: it reads file fingerprints (data on disk,
-checkpoints) but does no torch work, so ``xaibench run --dry-run`` can say, before anything is
-computed, which cells are reused from the cache and why the others are not. Every key comes from
-:mod:`xaibench.keys`. The plan holds the plugins the config check built (``dataset``,
-``methods``, ``metrics``): the run uses those instances and builds none.
+(``[run] seeds``) and the cells below it follow that seed. :func:`plan` is pure: it reads file
+fingerprints (data on disk, checkpoints) but does no torch work, so ``xaibench run --dry-run``
+can say, before anything is computed, which cells are reused from the cache and why the others
+are not. Every key comes from :mod:`xaibench.keys`. The plan holds the plugins the config check
+built (``dataset``, ``methods``, ``metrics``): the run uses those instances and builds none.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def tables(plan: Plan, results: Results) -> dict[str, list]:
     scores, curves = [], []
     for s in results.scored:
         model_id, (_, method_id, metric_id) = s.cell.model, s.cell.parts
-        costs.append(seeded(lb.cost_row("score", model_id, method_id, metric_id, vars(s.cost), n), s.cell.seed))
+        costs.append(seeded(lb.cost_row("score", model_id, method_id, metric_id, vars(s.cost), n),
+                            s.cell.seed))
         scores += [seeded(f, s.cell.seed) for f in lb.score_frames(
             model_id, method_id, metric_id, plugins[metric_id], plan.metric_of(s.cell), s.scores)]
         curves += [seeded(lb.long_curves(model_id, method_id, f"{metric_id}_{name}", values), s.cell.seed)
@@ -169,7 +170,8 @@ def claim_setup(plan: Plan) -> ClaimSetup | None:
         joint_models.setdefault(m.loss, m.id)
     metrics: dict[str, str] = {}
     for spec in cfg.metrics:
-        reading = {"pompom": "pompom_positives" if getattr(spec.instance, "images", "") == "positives" else "",
+        positives = getattr(spec.instance, "images", "") == "positives"
+        reading = {"pompom": "pompom_positives" if positives else "",
                    "relevance_mass": "mass_thresholded" if getattr(spec.instance, "threshold", 0) else "mass",
                    }.get(spec.plugin, "")
         if reading:
