@@ -97,16 +97,19 @@ def aopc_by_steps(curves: pd.DataFrame) -> pd.DataFrame:
     """Per-image AOPC after L steps, for every L: AOPC_L = 1/(L+1) sum_{k=0..L} f(x^(0)) - f(x^(k)).
 
     Args:
-        curves: long MoRF curves with columns model, method, index, step, value.
+        curves: long MoRF curves with columns model, method, index, step, value (and seed, with
+            several training seeds).
     Returns:
-        long format with columns model, method, index, L, value (the AOPC over the first L steps).
+        long format with columns model, method, index, L, value (the AOPC over the first L
+        steps), and seed when ``curves`` has it.
     """
-    c = curves.sort_values(["model", "method", "index", "step"])
-    keys = [c["model"], c["method"], c["index"]]
+    seeded = ["seed"] if "seed" in curves.columns else []
+    c = curves.sort_values(["model", *seeded, "method", "index", "step"])
+    keys = [c[k] for k in ("model", *seeded, "method", "index")]
     drop = c.groupby(keys, sort=False)["value"].transform("first") - c["value"]
     aopc = drop.groupby(keys, sort=False).cumsum() / (c["step"] + 1)
-    return pd.DataFrame({"model": c["model"], "method": c["method"], "index": c["index"],
-                         "L": c["step"], "value": aopc})
+    return pd.DataFrame({"model": c["model"], **{k: c[k] for k in seeded}, "method": c["method"],
+                         "index": c["index"], "L": c["step"], "value": aopc})
 
 
 def aopc_vs_steps(summary: pd.DataFrame, path: Path, *, title: str,

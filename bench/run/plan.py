@@ -348,7 +348,8 @@ def is_cached(cell: Cell) -> bool:
 
 
 def previous(cell: Cell) -> dict | None:
-    """The record of the newest cached cell of the same name with another key, if any."""
+    """The record of the newest cached cell of the same name with another key, if any (with
+    several training seeds: the same seed's when one is cached, else any seed's)."""
     if cell.kind == "data":
         candidates = cell.path.parent.glob("*/record.json")
     elif cell.kind == "explain":
@@ -358,13 +359,17 @@ def previous(cell: Cell) -> dict | None:
     found = [p for p in candidates if p != cell.record_path]
     if cell.kind == "score":  # <model>-<method>-<metric>-<key>.json: also matches longer names
         found = [p for p in found if len(p.stem) == len(cell.path.stem)]
-    if not found:
-        return None
-    newest = max(found, key=os.path.getmtime)
-    try:
-        return json.loads(newest.read_text())["record"]
-    except (OSError, ValueError, KeyError):
-        return None
+    saved = []
+    for path in sorted(found, key=os.path.getmtime, reverse=True):
+        try:
+            saved.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    def closeness(s: dict) -> tuple[bool, bool]:  # the same name first, then the same seed
+        record = s.get("record") or {}
+        return s.get("name") == cell.name, record.get("seed", cell.seed) == cell.seed
+
+    return max(saved, key=closeness).get("record") if saved else None
 
 
 def describe(plan: Plan) -> list[str]:
