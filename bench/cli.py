@@ -21,17 +21,15 @@ from xaibench.registry import REGISTRIES, RegistryError
 from xaibench.report.figures import KINDS
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xaibench", description=(
-        "Explainability evaluation benchmark for image classifiers."))
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _run_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run an experiment: train, explain, score, write a leaderboard")
     run.add_argument("config", help="a shipped config name (e.g. synthetic) or a path to a .toml file")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a config value (repeatable), e.g. --set models.resnet18.epochs=2")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides run.device)")
     run.add_argument("--seed", type=int, help="overrides run.seed")
+    run.add_argument("--seeds", metavar="S,S,...", help="training seeds, e.g. 0,1,2: every trained "
+                     "model is trained once per seed (overrides run.seeds)")
     run.add_argument("--out", help="output folder (overrides run.out; default ./results)")
     run.add_argument("--data-root", help="folder of the dataset's files (overrides dataset.root)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -39,8 +37,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="print the plan (each cell: reused from the cache or to compute, and what "
                           "changed since a cached cell of the same name) and stop")
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xaibench", description=(
+        "Explainability evaluation benchmark for image classifiers."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _run_parser(sub)
+
     board = sub.add_parser("leaderboard", help="merge the leaderboards of several runs (seeds, "
-                           "datasets) into one table with mean and spread across runs")
+                           "datasets) into one table, by the statistics of a run with several seeds")
     board.add_argument("runs", nargs="+", metavar="RUN", help="run folders (results/<dataset>/<run-id>)")
     board.add_argument("--out", default="results/merged",
                        help="folder for merged_leaderboard.csv, metric_agreement.csv and its "
@@ -88,6 +94,15 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def seeds_value(text: str) -> str:
+    """``--seeds 0,1,2`` as the TOML value of ``run.seeds`` ("[0, 1, 2]"); text that is not a
+    comma-separated list of integers is passed on as a string, for the config check to refuse."""
+    parts = [p.strip() for p in text.split(",")]
+    if all(p.lstrip("-").isdigit() for p in parts):
+        return "[" + ", ".join(parts) + "]"
+    return json.dumps(text)
+
+
 def _run(args: argparse.Namespace) -> int:
     from xaibench import config
 
@@ -99,6 +114,10 @@ def _run(args: argparse.Namespace) -> int:
             text = f"{key}={json.dumps(value)}"  # a TOML basic string, or an integer
             overrides.append(text)
             shown[text] = f"{option} {value}"  # how a problem with the value names it
+    if args.seeds is not None:
+        text = f"run.seeds={seeds_value(args.seeds)}"
+        overrides.append(text)
+        shown[text] = f"--seeds {args.seeds}"
     cfg = config.load(args.config, overrides, shown=shown)
 
     if args.dry_run:
@@ -155,7 +174,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"{missing[0]} has no scores.csv, which merged ranks are tested on; pass "
                           f"a complete run folder (or run its config again)")
-    merged = merge_runs({n: r.board for n, r in zip(names, runs)}, {n: r.scores for n, r in zip(names, runs)})
+    merged = merge_runs({n: r.board for n, r in zip(names, runs)}, {n: r.scores for n, r in zip(names, runs)},
+                        seeds={n: r.seeds[0] for n, r in zip(names, runs)}, n_boot=runs[0].bootstrap,
+                        seed=runs[0].seed)
     boards = pd.concat([r.board.assign(run=n) for n, r in zip(names, runs)], ignore_index=True)
     matrix, methods = ag.agreement(boards), ag.agreement_methods(boards)
     write_csv(out / "merged_leaderboard.csv", merged)

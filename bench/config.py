@@ -2,7 +2,7 @@
 
 A config has five sections::
 
-    [run]                 seed, device, batch_size, out, bootstrap, target, threads, memory
+    [run]                 seed, seeds, device, batch_size, out, bootstrap, target, threads, memory
     [dataset]             name = <dataset plugin>, then the plugin's parameters
     [models.<id>]         arch and training settings (bench/models.py: ModelConfig)
     [methods.<id>]        optional plugin = <method plugin> (default: <id>), optional
@@ -50,6 +50,11 @@ class RunConfig:
 
     Attributes:
         seed: seeds data generation, training, seeded methods and the bootstrap.
+        seeds: the training seeds (default: ``[seed]``): every trained model is trained once per
+            seed, and every method explains and every metric scores each seed's model (seeded
+            methods draw from that seed). Data and the bootstrap stay seeded by ``seed``; models
+            loaded rather than trained are evaluated once, with ``seed``. A non-empty list of
+            distinct non-negative integers.
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         batch_size: images per batch when explaining and scoring.
         out: output folder; the run goes to <out>/<dataset>/<config>-<hash>/.
@@ -67,6 +72,7 @@ class RunConfig:
     """
 
     seed: int = 0
+    seeds: tuple[int, ...] | None = None
     device: str = "auto"
     batch_size: int = 32
     out: str = "results"
@@ -85,9 +91,39 @@ class RunConfig:
             raise ParamError("threads", f"must be >= 0 (0: torch's default), got {self.threads}")
         if self.bootstrap < 100:
             raise ParamError("bootstrap", f"must be >= 100, got {self.bootstrap}")
+        check_seeds(self.seeds)
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ParamError("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+
+
+    @property
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds trained models are trained with: ``seeds``, or ``(seed,)``."""
+        return self.seeds if self.seeds is not None else (self.seed,)
+
+    def resolved(self) -> dict[str, Any]:
+        """The section as plain data; ``seeds`` only when it is not the default ``[seed]`` (so a
+        config with one seed keeps its run id whether or not it spells ``seeds`` out)."""
+        out = asdict(self)
+        if self.training_seeds == (self.seed,):
+            out.pop("seeds")
+        else:
+            out["seeds"] = list(self.seeds)
+        return out
+
+
+def check_seeds(seeds: tuple[int, ...] | None) -> None:
+    """Raise ParamError unless ``seeds`` is None or a non-empty tuple of distinct integers >= 0."""
+    if seeds is None:
+        return
+    example = "e.g. seeds = [0, 1, 2]"
+    if not seeds:
+        raise ParamError("seeds", f"must list at least one seed, got []; {example}")
+    if any(s < 0 for s in seeds):
+        raise ParamError("seeds", f"must be integers >= 0, got {list(seeds)}; {example}")
+    if len(set(seeds)) != len(seeds):
+        raise ParamError("seeds", f"must be distinct, got {list(seeds)}; list each seed once, {example}")
 
 
 @dataclass(frozen=True)
@@ -123,7 +159,7 @@ class Config:
         """The config with every default filled in, as plain data (for hashes and manifests)."""
         return {
             "name": self.name,
-            "run": asdict(self.run),
+            "run": self.run.resolved(),
             "dataset": {"name": self.dataset.plugin, **self.dataset.as_dict()},
             "models": {m.id: asdict(m) for m in self.models},
             "methods": {m.id: {"plugin": m.plugin, **({"models": list(m.models)} if m.models else {}),

@@ -56,7 +56,9 @@ def main() -> None:
         if splits.test.masks is None:
             raise SystemExit(f"{cfg.dataset.plugin} has no masks: nothing to localise against")
         start = time.perf_counter()
-        trained = load_model(the_plan, the_plan.get(args.model), splits, device)
+        # the model's cell of the first training seed ([run] seeds; --set run.seeds=[1] for another)
+        cell = next(c for c in the_plan.of_kind("model") if c.model == args.model)
+        trained = load_model(the_plan, cell, splits, device)
         train_s = time.perf_counter() - start
     model, history = trained.model, trained.history
     print(f"{args.model} ({model_cfg.arch}, {model_cfg.loss}) on {args.config} {' '.join(args.set)}")

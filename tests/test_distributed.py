@@ -58,6 +58,19 @@ def test_two_processes_write_the_same_tables_as_one(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_processes_write_the_same_tables_as_one_with_several_seeds(tmp_path):
+    seeds = ["--seeds", "0,1", "--set", "dataset.n_train=16"]  # each seed's model trained on rank 0
+    single = one_process(tmp_path / "one", *seeds)
+    assert single.returncode == 0, single.stderr
+    proc = subprocess.run(torchrun(tmp_path / "two", *seeds), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for name in (*TABLES, "models.csv"):
+        two, one = run_dir(tmp_path / "two") / name, run_dir(tmp_path / "one") / name
+        assert two.read_bytes() == one.read_bytes(), name
+    assert "seed" in (run_dir(tmp_path / "one") / "scores.csv").read_text().splitlines()[0].split(",")
+
+
+@pytest.mark.slow
 def test_a_rank_killed_while_explaining_resumes_with_the_same_command(tmp_path):
     reference = one_process(tmp_path / "one", *SLOW_METHOD)
     assert reference.returncode == 0, reference.stderr

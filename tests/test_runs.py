@@ -282,15 +282,18 @@ def test_leaderboard_merges_runs_with_spread_and_agreement(reference, tmp_path, 
     a, b = tmp_path / "a", tmp_path / "b"
     subprocess.run(["cp", "-r", str(run_dir(reference)), str(a)], check=True)
     subprocess.run(["cp", "-r", str(run_dir(reference)), str(b)], check=True)
-    board = pd.read_csv(b / "leaderboard.csv")
-    board.loc[board["method"] == "gradcam", "aopc_mean"] += 0.1  # a second "seed"
-    board.to_csv(b / "leaderboard.csv", index=False)
+    scores = pd.read_csv(b / "scores.csv")  # a second "seed": gradcam's AOPC 0.1 higher on every image
+    scores.loc[(scores["method"] == "gradcam") & (scores["metric"] == "aopc"), "value"] += 0.1
+    scores.to_csv(b / "scores.csv", index=False)
     out = tmp_path / "merged"
     assert main(["leaderboard", str(a), str(b), "--out", str(out)]) == 0
     merged = pd.read_csv(out / "merged_leaderboard.csv").set_index("method")
     original = pd.read_csv(a / "leaderboard.csv").set_index("method")
     assert (merged["runs"] == 2).all()
-    assert merged.loc["gradcam", "aopc_mean"] == pytest.approx(original.loc["gradcam", "aopc_mean"] + 0.05)
+    assert merged.loc["gradcam", "aopc_mean"] == pytest.approx(original.loc["gradcam", "aopc_mean"] + 0.05,
+                                                               rel=1e-5)
+    assert merged.loc["gradcam", "aopc_ci_low"] < merged.loc["gradcam", "aopc_mean"] < \
+        merged.loc["gradcam", "aopc_ci_high"]
     assert merged.loc["gradcam", "aopc_std"] == pytest.approx(0.1 / 2**0.5)
     assert merged.loc["saliency", "aopc_std"] == pytest.approx(0.0)
     agreement = pd.read_csv(out / "metric_agreement.csv").set_index("metric")

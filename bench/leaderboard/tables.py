@@ -22,6 +22,18 @@ def long_scores(model: str, method: str, metric: str, values: torch.Tensor,
                          "index": np.arange(len(values)), "value": values.numpy().astype(float)})
 
 
+def with_seed(rows: pd.DataFrame | dict, seed: int) -> pd.DataFrame | dict:
+    """``rows`` (a frame or one row) with a ``seed`` column right after ``model``: the training
+    seed of the model they come from (runs with several seeds)."""
+    if isinstance(rows, dict):
+        items = list(rows.items())
+        at = [k for k, _ in items].index("model") + 1
+        return dict([*items[:at], ("seed", seed), *items[at:]])
+    out = rows.copy()
+    out.insert(list(out.columns).index("model") + 1, "seed", seed)
+    return out
+
+
 def long_curves(model: str, method: str, curve: str, values: torch.Tensor) -> pd.DataFrame:
     """Per-image curves [N, steps+1] of one (model, method) in long format."""
     n, s = values.shape
@@ -57,7 +69,14 @@ def cost_row(stage: str, model: str, method: str, metric: str, cost: dict, n_ima
 
 def cost_summary(costs: pd.DataFrame) -> pd.DataFrame:
     """Per (model, method): seconds and forward passes per image to explain and to score (all
-    metrics together), and the peak memory of either stage."""
+    metrics together), and the peak memory of either stage; with several training seeds (a
+    ``seed`` column) the mean over the seeds' cells (the peak: the largest)."""
+    if "seed" in costs.columns:
+        costs = costs.groupby(["stage", "model", "method", "metric"], sort=False, dropna=False).agg(
+            seconds_per_image=("seconds_per_image", "mean"),
+            forwards_per_image=("forwards_per_image", "mean"),
+            peak_mem_mb=("peak_mem_mb", "max")).reset_index()
+
     def side(stage: str) -> pd.DataFrame:
         part = costs[costs["stage"] == stage].groupby(["model", "method"], sort=False)
         return part.agg(**{f"{stage}_s_per_image": ("seconds_per_image", "sum"),

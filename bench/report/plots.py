@@ -97,16 +97,19 @@ def aopc_by_steps(curves: pd.DataFrame) -> pd.DataFrame:
     """Per-image AOPC after L steps, for every L: AOPC_L = 1/(L+1) sum_{k=0..L} f(x^(0)) - f(x^(k)).
 
     Args:
-        curves: long MoRF curves with columns model, method, index, step, value.
+        curves: long MoRF curves with columns model, method, index, step, value (and seed, with
+            several training seeds).
     Returns:
-        long format with columns model, method, index, L, value (the AOPC over the first L steps).
+        long format with columns model, method, index, L, value (the AOPC over the first L
+        steps), and seed when ``curves`` has it.
     """
-    c = curves.sort_values(["model", "method", "index", "step"])
-    keys = [c["model"], c["method"], c["index"]]
+    seeded = ["seed"] if "seed" in curves.columns else []
+    c = curves.sort_values(["model", *seeded, "method", "index", "step"])
+    keys = [c[k] for k in ("model", *seeded, "method", "index")]
     drop = c.groupby(keys, sort=False)["value"].transform("first") - c["value"]
     aopc = drop.groupby(keys, sort=False).cumsum() / (c["step"] + 1)
-    return pd.DataFrame({"model": c["model"], "method": c["method"], "index": c["index"],
-                         "L": c["step"], "value": aopc})
+    return pd.DataFrame({"model": c["model"], **{k: c[k] for k in seeded}, "method": c["method"],
+                         "index": c["index"], "L": c["step"], "value": aopc})
 
 
 def aopc_vs_steps(summary: pd.DataFrame, path: Path, *, title: str,
@@ -151,12 +154,14 @@ def aopc_grid(grid: pd.DataFrame, path: Path, *, title: str, controls: typing.It
     save(fig, path)
 
 
-def metric_bars(summary: pd.DataFrame, path: Path, *, title: str, ylabel: str) -> None:
+def metric_bars(summary: pd.DataFrame, path: Path, *, title: str, ylabel: str,
+                points: pd.DataFrame | None = None) -> None:
     """Mean score per method with its 95% interval as given (the leaderboard's own), one colour
-    per model (e.g. POMPOM).
+    per model (e.g. POMPOM), and with several training seeds each seed's mean as a dot on its bar.
 
     Args:
         summary: columns model, method, mean, ci_low, ci_high (one row per model and method).
+        points: columns model, method, value: the per-seed means (None: no dots).
     """
     methods = list(dict.fromkeys(summary["method"]))
     models = list(dict.fromkeys(summary["model"]))
@@ -168,6 +173,11 @@ def metric_bars(summary: pd.DataFrame, path: Path, *, title: str, ylabel: str) -
         err = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
         ax.bar(x, part["mean"], width, yerr=np.nan_to_num(err), color=colour, label=model,
                error_kw={"elinewidth": 1, "capsize": 2})
+        if points is not None:
+            dots = points[points["model"] == model]
+            at = dict(zip(methods, x))
+            ax.scatter([at[m] for m in dots["method"]], dots["value"], s=10, color="black", zorder=3,
+                       label="per seed" if i == 0 else None)
     ax.set_xticks(np.arange(len(methods)), labels=methods, rotation=30, ha="right")
     ax.set(xlabel="", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, axis="y")

@@ -76,6 +76,16 @@ class RunFolder:
         return int(self.manifest["config"]["run"].get("bootstrap", 1000))
 
     @property
+    def seed(self) -> int:
+        """The run's ``[run] seed`` (data and the bootstrap)."""
+        return int(self.manifest.get("seed", 0))
+
+    @property
+    def seeds(self) -> list[int]:
+        """The run's training seeds (``[run] seeds``; by default its seed alone)."""
+        return list(self.manifest["config"]["run"].get("seeds") or [self.seed])
+
+    @property
     def controls(self) -> list[str]:
         """The methods that ignore the model (random, sobel, center)."""
         return list(self.manifest.get("controls", []))
@@ -97,8 +107,9 @@ def training_plots(run: RunFolder) -> list[Path]:
     for table in sorted((run.path / "training").glob("*.csv")):
         history = pd.read_csv(table)
         if len(history):
-            path = table.with_suffix(".png")
-            plots.training_curves(history, path, title=f"{table.stem} ({archs.get(table.stem, '?')})")
+            path = table.with_suffix(".png")  # <model>.csv, or <model>@<seed>.csv with several seeds
+            arch = archs.get(table.stem.rpartition("@")[0] or table.stem, "?")
+            plots.training_curves(history, path, title=f"{table.stem} ({arch})")
             written.append(path)
     return written
 
@@ -201,10 +212,21 @@ def bar_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
             **{k: run.board[f"{metric_id}_{k}"] for k in ("mean", "ci_low", "ci_high")})
         better = {"higher": "higher", "lower": "lower"}.get(str(run.board[f"{metric_id}_direction"].iloc[0]))
         path = out / f"{metric_id}_bars.png"
+        means = seed_means(run.scores)
+        points = None if means is None else means[means["metric"] == metric_id]
         plots.metric_bars(part, path, title=f"{run.dataset}: {metric_id}" + (
-            f" ({better} is better)" if better else ""), ylabel=metric_id)
+            f" ({better} is better)" if better else ""), ylabel=metric_id, points=points)
         written.append(path)
     return written
+
+
+def seed_means(scores: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Per (model, method, metric, seed) the mean of the finite per-image scores (column
+    ``value``), from a run with several training seeds; None for a run with one."""
+    if scores is None or "seed" not in scores.columns or scores["seed"].nunique() < 2:
+        return None
+    return (scores.groupby(["model", "method", "metric", "seed"], sort=False)["value"].mean()
+            .reset_index())
 
 
 def agreement_plots(run: RunFolder, out: Path, seed: int) -> list[Path]:
@@ -298,12 +320,15 @@ def method_labels(manifest: dict) -> dict[str, str]:
     return labels
 
 
-def metric_cell(board: pd.DataFrame, r: pd.Series, metric: str) -> str:
-    """"mean [CI] #rank(s)", and ", not better than <control>" when the method does not beat the
-    best control on that model."""
+def metric_cell(board: pd.DataFrame, r: pd.Series, metric: str, per_seed: list[float] | None = None) -> str:
+    """"mean [CI] #rank(s)", the per-seed means after it when ``per_seed`` has them ("; seeds
+    0.412 / 0.388 / 0.405", in seed order), and ", not better than <control>" when the method
+    does not beat the best control on that model."""
     text = (f"{r[f'{metric}_mean']:.3f} [{r[f'{metric}_ci_low']:.3f}, {r[f'{metric}_ci_high']:.3f}]")
     rank = ranking.rank_text(r.get(f"{metric}_rank"), r.get(f"{metric}_rank_worst", float("nan")))
     text += f" {rank}" if rank else ""
+    if per_seed and len(per_seed) > 1:
+        text += "; seeds " + " / ".join("-" if pd.isna(v) else f"{v:.3f}" for v in per_seed)
     if str(r.get(f"{metric}_beats_controls")) == "False":  # True/False/empty in the CSV
         rows = board[(board["model"] == r["model"]) & board["control"].astype(bool)]
         best = ranking.best_control(dict(zip(rows["method"], rows[f"{metric}_mean"])),
@@ -350,13 +375,18 @@ def method_label(r: pd.Series, labels: dict[str, str]) -> str:
 
 
 def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
-                  labels: dict[str, str] | None = None) -> pd.DataFrame:
+                  labels: dict[str, str] | None = None, scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """The leaderboard as people read it, rows ordered by the family rank within each model: the
     family rank and per family the rank with its spread (:func:`family_cells`), the all-metrics
     mean rank, per metric "mean [CI] #rank" (a range where methods are not significantly
     different) with the "not better than a control" flag, and beside it the cost per image to
-    explain and to score."""
+    explain and to score. With several training seeds (``scores`` with a ``seed`` column) each
+    metric's cell lists the per-seed means and a column beside it the spread across seeds (the
+    standard deviation of the per-seed means)."""
     metrics, names = ag.metric_names(board), families.family_names(board)
+    means = seed_means(scores)
+    per_seed = ({} if means is None else {k: list(g.sort_values("seed")["value"])
+                                           for k, g in means.groupby(["model", "method", "metric"])})
     if "family_rank" in board:
         board = board.sort_values(["model", "family_rank", "mean_rank"], kind="stable")
     rows = []
@@ -368,7 +398,9 @@ def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
                **family_cells(r, names), "mean rank (all metrics)": r["mean_rank"]}
         for m in metrics:
             arrow = {"higher": " ↑", "lower": " ↓"}.get(r[f"{m}_direction"], "")
-            row[m + arrow + meta_mark(board, m)] = metric_cell(board, r, m)
+            row[m + arrow + meta_mark(board, m)] = metric_cell(board, r, m, per_seed.get((r["model"], r["method"], m)))
+            if means is not None:
+                row[f"{m}: spread across seeds"] = r.get(f"{m}_seed_std", float("nan"))
         if cost is not None and (r["model"], r["method"]) in cost.index:
             c = cost.loc[(r["model"], r["method"])]
             row["explain s/img"] = f"{c['explain_s_per_image']:.4f}"
@@ -453,7 +485,49 @@ def recreate(manifest: dict) -> str:
     if manifest["config_source"] == "xaibench.evaluate":
         return ("Re-create by calling `xaibench.evaluate` again with the same model, data and "
                 "arguments (the resolved config is below and in `manifest.json`).")
-    return f"Re-create with `xaibench run {manifest['config_source']} --seed {manifest['seed']}`."
+    seeds = manifest["config"]["run"].get("seeds")
+    return (f"Re-create with `xaibench run {manifest['config_source']} --seed {manifest['seed']}"
+            + (f" --seeds {','.join(map(str, seeds))}" if seeds else "") + "`.")
+
+
+SEEDS_RULE = (
+    "Training seeds {seeds}: every trained model was trained once per seed and every method and "
+    "metric ran on each seed's model. Means are over every (seed, image) pair; the 95% intervals "
+    "come from a hierarchical bootstrap (the seeds resampled, then the images within each "
+    "resampled seed), so they cover what training varies as well as what the test images vary; "
+    "the paired tests behind the ranks compare methods on the same image of the same seed. Each "
+    "cell lists the per-seed means after the interval, and the column beside it the spread "
+    "across seeds (standard deviation of the per-seed means).")
+
+
+def joint_claim_parts(run: RunFolder) -> list[str]:
+    """The report's section on the xML paper's claim, from joint_claim.csv and
+    joint_ordering.csv (written by runs with joint models and POMPOM on positives): the verdict,
+    the ordering per seed and overall, and the readings per model and method."""
+    claim, order = run.csv("joint_claim.csv"), run.csv("joint_ordering.csv")
+    if claim is None or order is None:
+        return []
+    verdict = str(order["verdict"].dropna().iloc[-1]) if order["verdict"].notna().any() else ""
+    flags = [c for c in order.columns if c.endswith("_post_hoc") and c.startswith(("hybrid_", "unsup"))]
+    order = order.astype({c: float for c in ("hybrid", "unsupervised", "best_post_hoc")})
+    claim = claim.astype({c: float for c in claim.columns
+                          if c in ("pompom_positives", "mass", "mass_thresholded")})
+    for c in [*flags, "hybrid_below_unsupervised", "ordering_holds"]:
+        order[c] = order[c].map(lambda v: {"True": "yes", "False": "no"}.get(str(v), ""))
+    shown = order.drop(columns="verdict").rename(columns={
+        "hybrid": "hybrid's map", "unsupervised": "unsupervised's map", "best_post_hoc": "best post-hoc",
+        "best_post_hoc_method": "which", "hybrid_below_unsupervised": "hybrid < unsup.",
+        "hybrid_below_post_hoc": "hybrid < post-hoc", "unsupervised_below_post_hoc": "unsup. < post-hoc",
+        "ordering_holds": "full ordering"})
+    return ["## The joint explainer against post-hoc methods",
+            f"**{verdict}**" if verdict else "",
+            "POMPOM on the images with an object (↓: the share of the map outside it), per seed and "
+            "over all seeds (`all`):",
+            markdown_table(shown),
+            "Each joint model's own map and every post-hoc method (controls left out): POMPOM on "
+            "positives ↓, relevance mass in the object ↑, and the mass above the threshold ↑ "
+            "(`joint_claim.csv`):",
+            markdown_table(claim)]
 
 
 def render(run_dir: Path, *, seed: int = 0) -> Path:
@@ -468,7 +542,9 @@ def render(run_dir: Path, *, seed: int = 0) -> Path:
              f"{m['versions'].get('xaibench', '?')}, torch {m['versions'].get('torch', '?')}). "
              f"{recreate(m)}",
              "## Leaderboard", RANKING_RULE, *meta_rule(run.board),
-             markdown_table(summary_table(run.board, run.costs, method_labels(m)))]
+             *([SEEDS_RULE.format(seeds=", ".join(map(str, run.seeds)))] if len(run.seeds) > 1 else []),
+             markdown_table(summary_table(run.board, run.costs, method_labels(m), run.scores))]
+    parts += joint_claim_parts(run)
     if models is not None:
         parts += ["## Models", markdown_table(models)]
     parts += agreement_parts(run.board)

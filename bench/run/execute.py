@@ -208,12 +208,12 @@ def phases_key(cell: Cell) -> str:
 
 def load_model(plan: Plan, cell: Cell, splits: Splits, device: torch.device, world: World = SOLO,
                progress: bool = False) -> TrainedModel:
-    """A model cell: trained (on rank 0) or read from the cache."""
-    cfg = next(m for m in plan.config.models if m.id == cell.name)
+    """A model cell: trained with the cell's seed (on rank 0) or read from the cache."""
+    cfg = plan.model_config(cell)
 
     def obtain() -> TrainedModel:
         return cfg.obtain(splits, path=cell.path, context_key=phases_key(cell), device=device,
-                          seed=plan.config.run.seed, progress=progress)
+                          seed=cell.seed, progress=progress)
 
     trained = obtain() if world.main else None
     if world.main:
@@ -230,9 +230,11 @@ def shard_starts(split: Split, batch_size: int) -> list[int]:
 
 
 def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split: Split, i: int, *,
-                  run: RunConfig, device: torch.device, check: bool = False) -> dict:
-    """Compute test-image shard ``i`` (the i-th batch of ``run.batch_size``) of an explain cell:
-    maps (float16, relative to each map's max), targets, cost. With ``check``, stop with a
+                  run: RunConfig, device: torch.device, seed: int | None = None,
+                  check: bool = False) -> dict:
+    """Compute test-image shard ``i`` (the i-th batch of ``run.batch_size``) of an explain cell
+    whose model was trained with ``seed`` (default: ``run.seed``): maps (float16, relative to
+    each map's max), targets, cost. With ``check``, stop with a
     :class:`~xaibench.errors.ContractError` when the method leaves the model changed."""
     before = guards.snapshot(model) if check else None
     start = i * run.batch_size
@@ -242,7 +244,7 @@ def explain_shard(method: Method, method_id: str, model: torch.nn.Module, split:
             with torch.inference_mode():
                 labels = model(images).argmax(1)
         # methods that draw from torch's global RNG: a known state per shard
-        with seeded_global_rng(derive_seed(run.seed, i), device):
+        with seeded_global_rng(derive_seed(run.seed if seed is None else seed, i), device):
             maps = method.attribute(model, images, labels)
         guards.check_maps(maps, images, method_id, start)
     if before is not None:
@@ -257,7 +259,7 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
     """This rank's shards of an explain cell ({shard: shard}, read or computed) and, on rank 0,
     the cell's :class:`Explained` gathered from every rank."""
     method = plan.method_of(cell)
-    guards.ensure_explains(method, cell.parts[1], cell.parts[0], model)
+    guards.ensure_explains(method, cell.parts[1], cell.model, model)
     bs = plan.config.run.batch_size
     mine, computed = {}, 0
     owned = [i for i in range(len(shard_starts(split, bs))) if world.owns(i)]
@@ -267,7 +269,7 @@ def explain(plan: Plan, cell: Cell, model: torch.nn.Module, split: Split, *, dev
         shard = load_checked(path)
         if shard is None:
             shard = explain_shard(method, cell.parts[1], model, split, i, run=plan.config.run,
-                                  device=device, check=computed == 0)
+                                  seed=cell.seed, device=device, check=computed == 0)
             save_checked(path, shard)
             computed += 1
         mine[i] = shard

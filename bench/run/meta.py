@@ -2,7 +2,8 @@
 
 For each model and each (MetaQuantus test, iteration), the K perturbed models (weights times
 N(1, sigma) noise) or perturbed inputs (uniform noise, clipped to [0, 1]) are drawn from seeds
-derived from the run's seed, the test, the iteration and k (the same draws for every metric);
+derived from the model's seed (the run's, or its training seed), the test, the iteration and k
+(the same draws for every metric);
 every method of the model re-explains through its batched ``attribute`` and every
 meta-evaluated metric scores those maps through its own ``evaluate`` (curve metrics through the
 shared engine), on the perturbed model and inputs, with the targets the run explains. A cell
@@ -174,7 +175,7 @@ def run_meta(plan: Plan, results: Results, device: torch.device) -> list[MetaSco
         out += [_load(c) for c in mine if c not in todo]
         for test, it in ((t, str(i)) for t in META_TESTS for i in range(plan.config.meta.iterations)):
             group = [c for c in todo if c.parts[2] == test and c.parts[3] == it]
-            out += perturbation_group(plan, group, model, batch, plan.config.run.seed) if group else []
+            out += perturbation_group(plan, group, model, batch, m.cell.seed) if group else []
         sweep = [c for c in todo if c.parts[2] == "sweep"]
         maps = cached_maps(plan, m.cell.name, n) if sweep else {}
         out += [sweep_cell(plan, c, model, batch, maps) for c in sweep]

@@ -1,11 +1,12 @@
 """Plan a run: the cells of a checked config, each with its key, its record and its dependencies.
 
-A run is a grid of cells: data, model(model), explain(model, method) and
-score(model, method, metric). :func:`plan` is pure: it reads file fingerprints (data on disk,
-checkpoints) but does no torch work, so ``xaibench run --dry-run`` can say, before anything is
-computed, which cells are reused from the cache and why the others are not. Every key comes from
-:mod:`xaibench.keys`. The plan holds the plugins the config check built (``dataset``,
-``methods``, ``metrics``): the run uses those instances and builds none.
+A run is a grid of cells: data, model(model, seed), explain(model, method) and
+score(model, method, metric), where each trained model has one model cell per training seed
+(``[run] seeds``) and the cells below it follow that seed. :func:`plan` is pure: it reads file
+fingerprints (data on disk, checkpoints) but does no torch work, so ``xaibench run --dry-run``
+can say, before anything is computed, which cells are reused from the cache and why the others
+are not. Every key comes from :mod:`xaibench.keys`. The plan holds the plugins the config check
+built (``dataset``, ``methods``, ``metrics``): the run uses those instances and builds none.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ class Cell:
         kind: "data", "model", "explain", "score" or "meta".
         name: "data", "<model>", "<model>/<method>", "<model>/<method>/<metric>", or for the
             meta-evaluation "<model>/<metric>/<test>/<iteration>" and "<model>/<metric>/sweep/<j>".
+            In a run with several training seeds, a trained model's part is "<model>@<seed>"
+            (e.g. "resnet18@1/gradcam"); with one seed, and for loaded models, it is "<model>".
         key: :func:`xaibench.keys.digest` of ``record``.
         record: everything that determines the result (plain JSON data).
         path: the cached result: a file (model, score), or a folder (data, explain shards).
+            Named by the model's id, not the seed (the key tells the seeds apart), so a cell is
+            found whichever seeds a run lists.
         deps: the names of the cells it depends on.
+        model: the model's id in the config ("" for the data cell).
+        seed: the seed its model was trained (or loaded) with and its methods draw from.
     """
 
     kind: Kind
@@ -49,6 +56,8 @@ class Cell:
     record: dict
     path: Path
     deps: tuple[str, ...] = ()
+    model: str = ""
+    seed: int = 0
 
     @property
     def record_path(self) -> Path:
@@ -61,6 +70,12 @@ class Cell:
     @property
     def parts(self) -> list[str]:
         return self.name.split("/")
+
+    @property
+    def stem(self) -> str:
+        """The cached result's name without its key: "<model>-<method>-<metric>" (no seed)."""
+        name = self.path.name if self.kind in ("data", "explain") else self.path.stem
+        return name[: -len(self.key)]
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,20 @@ class Plan:
     def metric_of(self, cell: Cell) -> Any:
         """The metric of a score cell."""
         return self.metrics[cell.parts[2]]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The training seeds (``[run] seeds``, by default ``[run] seed`` alone)."""
+        return self.config.run.training_seeds
+
+    @property
+    def several_seeds(self) -> bool:
+        """Whether the run trains its models with more than one seed (its tables get a seed column)."""
+        return len(self.seeds) > 1
+
+    def model_config(self, cell: Cell) -> Any:
+        """The ``[models.<id>]`` config of a cell's model."""
+        return next(m for m in self.config.models if m.id == cell.model)
 
     def of_kind(self, kind: Kind) -> list[Cell]:
         return [c for c in self.cells if c.kind == kind]
@@ -181,9 +210,29 @@ def shared_curves(plan: Plan, todo: set[str]) -> dict[str, list[str]]:
     return out
 
 
-def _cell(kind: Kind, name: str, record: dict, path_of: Any, deps: tuple[str, ...] = ()) -> Cell:
+def _cell(kind: Kind, name: str, record: dict, path_of: Any, deps: tuple[str, ...] = (), *,
+          model: str = "", seed: int = 0) -> Cell:
     key = keys.digest(record)
-    return Cell(kind, name, key, record, path_of(key), deps)
+    return Cell(kind, name, key, record, path_of(key), deps, model, seed)
+
+
+def trained(model_cfg: Any) -> bool:
+    """Whether the run trains this model (one model cell per training seed): an xaibench
+    architecture without a ``checkpoint``; models loaded from elsewhere or from a checkpoint are
+    evaluated once."""
+    return not hasattr(model_cfg, "content_identity") and getattr(model_cfg, "checkpoint", None) is None
+
+
+def model_seeds(config: Config, model_cfg: Any) -> list[tuple[str, int]]:
+    """(the model part of its cells' names, seed) per model cell of ``model_cfg``: one per
+    training seed for a trained model ("<id>@<seed>" when there are several), else one with the
+    run's seed."""
+    seeds = config.run.training_seeds
+    if not trained(model_cfg):
+        return [(model_cfg.id, config.run.seed)]
+    if len(seeds) == 1:
+        return [(model_cfg.id, seeds[0])]
+    return [(f"{model_cfg.id}@{s}", s) for s in seeds]
 
 
 # -- the plan ---------------------------------------------------------------------------------------
@@ -208,37 +257,44 @@ def plan(config: Config) -> Plan:
     dataset = config.dataset.instance
     data = _cell("data", "data", {"kind": "data", "dataset": plugin_record(config.dataset, DATASETS),
                                   "seed": run.seed, "files": dataset.fingerprint()},
-                 lambda k: cache / "data" / k)
+                 lambda k: cache / "data" / k, seed=run.seed)
     cells = [data]
-    executor = keys.code_identity(EXECUTOR)
     for model_cfg in config.models:
-        mid = model_cfg.id
-        model = _cell("model", mid, {"kind": "model", "model": model_record(model_cfg), "data": data.key,
-                                     "seed": run.seed, **compute},
-                      lambda k, mid=mid: cache / "models" / f"{mid}-{k}.pt", (data.name,))
-        cells.append(model)
-        for spec in config.methods:
-            if not applies(spec, model_cfg):
-                continue
-            name = f"{mid}/{spec.id}"
-            explain = _cell("explain", name, {
-                "kind": "explain", "method": plugin_record(spec, METHODS), "executor": executor,
-                "model": model.key, "data": data.key, "target": run.target, "seed": run.seed,
-                "batch_size": run.batch_size, **compute},
-                lambda k, n=name: cache / "attributions" / f"{n.replace('/', '-')}-{k}", (model.name,))
-            cells.append(explain)
-            for mspec in config.metrics:
-                sname = f"{name}/{mspec.id}"
-                cells.append(_cell("score", sname, {
-                    "kind": "score", "metric": plugin_record(mspec, METRICS), "executor": executor,
-                    "explain": explain.key, "batch_size": run.batch_size, **compute,
-                    **curve_keys(mspec.instance, dataset.image_size)},
-                    lambda k, n=sname: cache / "scores" / f"{n.replace('/', '-')}-{k}.pt", (explain.name,)))
+        for name, seed in model_seeds(config, model_cfg):
+            cells += model_cells(config, model_cfg, name, seed, data, compute, cache)
     cells += meta_cells(config, cells, {"executor": keys.code_identity(META_EXECUTOR),
-                                        "batch_size": run.batch_size, "seed": run.seed,
-                                        "target": run.target, **compute}, cache)
+                                        "batch_size": run.batch_size, "target": run.target,
+                                        **compute}, cache)
     return Plan(config=config, run_id=run_id, run_dir=dataset_dir / run_id, cache_dir=cache,
                 device=device, threads=threads, cells=tuple(cells))
+
+
+def model_cells(config: Config, model_cfg: Any, name: str, seed: int, data: Cell, compute: dict,
+                cache: Path) -> list[Cell]:
+    """The model cell of ``model_cfg`` trained with ``seed`` (cells named ``name``), and its
+    explain and score cells. Cached results are named by the model's id, not ``name``."""
+    run, mid, image_size = config.run, model_cfg.id, config.dataset.instance.image_size
+    executor = keys.code_identity(EXECUTOR)
+    own = {"model": mid, "seed": seed}
+    model = _cell("model", name, {"kind": "model", "model": model_record(model_cfg), "data": data.key,
+                                  "seed": seed, **compute},
+                  lambda k: cache / "models" / f"{mid}-{k}.pt", (data.name,), **own)
+    cells = [model]
+    for spec in (s for s in config.methods if applies(s, model_cfg)):
+        base = f"{mid}-{spec.id}"
+        explain = _cell("explain", f"{name}/{spec.id}", {
+            "kind": "explain", "method": plugin_record(spec, METHODS), "executor": executor,
+            "model": model.key, "data": data.key, "target": run.target, "seed": seed,
+            "batch_size": run.batch_size, **compute},
+            lambda k, b=base: cache / "attributions" / f"{b}-{k}", (model.name,), **own)
+        cells.append(explain)
+        for mspec in config.metrics:
+            cells.append(_cell("score", f"{explain.name}/{mspec.id}", {
+                "kind": "score", "metric": plugin_record(mspec, METRICS), "executor": executor,
+                "explain": explain.key, "batch_size": run.batch_size, **compute,
+                **curve_keys(mspec.instance, image_size)},
+                lambda k, b=f"{base}-{mspec.id}": cache / "scores" / f"{b}-{k}.pt", (explain.name,), **own))
+    return cells
 
 
 def meta_cells(config: Config, cells: list[Cell], common: dict, cache: Path) -> list[Cell]:
@@ -252,20 +308,20 @@ def meta_cells(config: Config, cells: list[Cell], common: dict, cache: Path) -> 
     out = []
     for model in (c for c in cells if c.kind == "model"):
         explains = [c for c in cells if c.kind == "explain" and c.parts[0] == model.name]
-        base = {"kind": "meta", **common, "model": model.key, "explain": [e.key for e in explains],
-                "images": meta.images}
-        deps = tuple(e.name for e in explains)
+        base = {"kind": "meta", **common, "seed": model.seed, "model": model.key,
+                "explain": [e.key for e in explains], "images": meta.images}
+        deps, own = tuple(e.name for e in explains), {"model": model.model, "seed": model.seed}
         for spec in wanted:
             record = {**base, "metric": plugin_record(spec, METRICS)}
             for test, it in ((t, i) for t in META_TESTS for i in range(meta.iterations)):
-                name = f"{model.name}/{spec.id}/{test}/{it}"
+                name, stem = f"{model.name}/{spec.id}/{test}/{it}", f"{model.model}-{spec.id}-{test}-{it}"
                 out.append(_cell("meta", name, {**record, "test": test, "noise": meta.noise(test),
                                                 "perturbations": meta.perturbations, "iteration": it},
-                                 lambda k, n=name: cache / "meta" / f"{n.replace('/', '-')}-{k}.pt", deps))
+                                 lambda k, n=stem: cache / "meta" / f"{n}-{k}.pt", deps, **own))
             for j, (params, _) in enumerate(meta.variants.get(spec.id, [])):
-                name = f"{model.name}/{spec.id}/sweep/{j}"
+                name, stem = f"{model.name}/{spec.id}/sweep/{j}", f"{model.model}-{spec.id}-sweep-{j}"
                 out.append(_cell("meta", name, {**record, "metric": {**record["metric"], "params": params}},
-                                 lambda k, n=name: cache / "meta" / f"{n.replace('/', '-')}-{k}.pt", deps))
+                                 lambda k, n=stem: cache / "meta" / f"{n}-{k}.pt", deps, **own))
     return out
 
 
@@ -292,23 +348,28 @@ def is_cached(cell: Cell) -> bool:
 
 
 def previous(cell: Cell) -> dict | None:
-    """The record of the newest cached cell of the same name with another key, if any."""
+    """The record of the newest cached cell of the same name with another key, if any (with
+    several training seeds: the same seed's when one is cached, else any seed's)."""
     if cell.kind == "data":
         candidates = cell.path.parent.glob("*/record.json")
     elif cell.kind == "explain":
-        candidates = cell.path.parent.glob(f"{cell.name.replace('/', '-')}-*/record.json")
+        candidates = cell.path.parent.glob(f"{cell.stem}*/record.json")
     else:
-        candidates = cell.path.parent.glob(f"{cell.name.replace('/', '-')}-*.json")
+        candidates = cell.path.parent.glob(f"{cell.stem}*.json")
     found = [p for p in candidates if p != cell.record_path]
     if cell.kind == "score":  # <model>-<method>-<metric>-<key>.json: also matches longer names
         found = [p for p in found if len(p.stem) == len(cell.path.stem)]
-    if not found:
-        return None
-    newest = max(found, key=os.path.getmtime)
-    try:
-        return json.loads(newest.read_text())["record"]
-    except (OSError, ValueError, KeyError):
-        return None
+    saved = []
+    for path in sorted(found, key=os.path.getmtime, reverse=True):
+        try:
+            saved.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    def closeness(s: dict) -> tuple[bool, bool]:  # the same name first, then the same seed
+        record = s.get("record") or {}
+        return s.get("name") == cell.name, record.get("seed", cell.seed) == cell.seed
+
+    return max(saved, key=closeness).get("record") if saved else None
 
 
 def describe(plan: Plan) -> list[str]:

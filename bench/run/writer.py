@@ -17,6 +17,7 @@ from xaibench.io import save_checked, to_half, write_csv, write_json
 from xaibench.keys import plugin_identity
 from xaibench.leaderboard import tables as lb
 from xaibench.leaderboard import trusted
+from xaibench.leaderboard.jointclaim import ClaimSetup, claim_tables
 from xaibench.params import parameters, resolved
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS
 from xaibench.run.execute import Results, cell_status
@@ -37,35 +38,42 @@ def versions() -> dict[str, str]:
 
 
 def tables(plan: Plan, results: Results) -> dict[str, list]:
-    """The rows of models.csv, scores.csv, curves.csv and costs.csv."""
+    """The rows of models.csv, scores.csv, curves.csv and costs.csv; with several training seeds
+    each row also names its model's seed (a ``seed`` column after ``model``)."""
     n = len(results.splits.test)
-    models = [{"model": m.cell.name, "arch": m.cell.record["model"]["settings"]["arch"],
-               "accuracy": m.trained.test_accuracy, "epochs_run": len(m.trained.history)}
-              for m in results.models]
-    costs = [lb.cost_row("explain", *e.cell.parts, "", vars(e.cost), n,
-                         plan.method_of(e.cell).passes_per_image) for e in results.explained]
+    seeded = lb.with_seed if plan.several_seeds else (lambda rows, seed: rows)
+    models = [seeded({"model": m.cell.model, "arch": m.cell.record["model"]["settings"]["arch"],
+                      "accuracy": m.trained.test_accuracy, "epochs_run": len(m.trained.history)},
+                     m.cell.seed) for m in results.models]
+    costs = [seeded(lb.cost_row("explain", e.cell.model, e.cell.parts[1], "", vars(e.cost), n,
+                                plan.method_of(e.cell).passes_per_image), e.cell.seed)
+             for e in results.explained]
     plugins = {s.id: s.plugin for s in plan.config.metrics}
     scores, curves = [], []
     for s in results.scored:
-        model_id, method_id, metric_id = s.cell.parts
-        costs.append(lb.cost_row("score", model_id, method_id, metric_id, vars(s.cost), n))
-        scores += lb.score_frames(model_id, method_id, metric_id, plugins[metric_id],
-                                  plan.metric_of(s.cell), s.scores)
-        curves += [lb.long_curves(model_id, method_id, f"{metric_id}_{name}", values)
+        model_id, (_, method_id, metric_id) = s.cell.model, s.cell.parts
+        costs.append(seeded(lb.cost_row("score", model_id, method_id, metric_id, vars(s.cost), n),
+                            s.cell.seed))
+        scores += [seeded(f, s.cell.seed) for f in lb.score_frames(
+            model_id, method_id, metric_id, plugins[metric_id], plan.metric_of(s.cell), s.scores)]
+        curves += [seeded(lb.long_curves(model_id, method_id, f"{metric_id}_{name}", values), s.cell.seed)
                    for name, values in s.curves.items()]
     return {"models": models, "scores": scores, "curves": curves, "costs": costs}
 
 
 def gallery(results: Results) -> dict:
     """gallery.pt: the gallery images, their masks, true labels, each model's predicted classes
-    and each (model, method)'s maps."""
+    and each (model, method)'s maps (with several training seeds: the first seed's model)."""
     test, shown = results.splits.test, results.gallery
     maps: dict[str, dict] = {}
     for e in results.explained:
-        model_id, method_id = e.cell.parts
-        maps.setdefault(model_id, {})[method_id] = to_half(torch.stack([e.gallery[g] for g in shown]))
-    predictions = {m.cell.name: m.gallery_predictions for m in results.models
-                   if m.gallery_predictions is not None}
+        method_id = e.cell.parts[1]
+        if method_id not in maps.get(e.cell.model, {}):
+            maps.setdefault(e.cell.model, {})[method_id] = to_half(torch.stack([e.gallery[g] for g in shown]))
+    predictions: dict[str, torch.Tensor] = {}
+    for m in results.models:
+        if m.gallery_predictions is not None:
+            predictions.setdefault(m.cell.model, m.gallery_predictions)
     return {"images": test.images[shown], "labels": test.labels[shown],
             "masks": None if test.masks is None else test.masks[shown],
             "class_names": list(results.splits.class_names), "maps": maps, "predictions": predictions}
@@ -151,6 +159,31 @@ def frames(plan: Plan, rows: dict[str, list], results: Results) -> tuple[pd.Data
                      families=families(plan, results))
 
 
+def claim_setup(plan: Plan) -> ClaimSetup | None:
+    """Where the xML paper's claim is read in this run (:mod:`xaibench.leaderboard.jointclaim`):
+    its joint models (arch ``joint_*``) by loss, the methods reading their maps (plugin
+    ``joint``), the other methods that use the model, and the metrics POMPOM on positives and
+    relevance mass raw and thresholded (the first of each). None without a joint model, a joint
+    map or POMPOM on positives (which needs masks)."""
+    cfg = plan.config
+    joint_models: dict[str, str] = {}
+    for m in (m for m in cfg.models if str(m.arch).startswith("joint_")):
+        joint_models.setdefault(m.loss, m.id)
+    metrics: dict[str, str] = {}
+    for spec in cfg.metrics:
+        positives = getattr(spec.instance, "images", "") == "positives"
+        reading = {"pompom": "pompom_positives" if positives else "",
+                   "relevance_mass": "mass_thresholded" if getattr(spec.instance, "threshold", 0) else "mass",
+                   }.get(spec.plugin, "")
+        if reading:
+            metrics.setdefault(reading, spec.id)
+    joint = [s.id for s in cfg.methods if s.plugin == "joint"]
+    if not joint_models or not joint or "pompom_positives" not in metrics:
+        return None
+    post_hoc = [s.id for s in cfg.methods if s.plugin != "joint" and s.instance.uses_model]
+    return ClaimSetup(joint_models, joint, post_hoc, metrics)
+
+
 def leaderboard(plan: Plan, results: Results) -> pd.DataFrame:
     """The leaderboard alone, written nowhere (``xaibench.evaluate`` without ``out``)."""
     return frames(plan, tables(plan, results), results)[2]
@@ -175,5 +208,10 @@ def write(plan: Plan, results: Results, timings: dict[str, float], *, world_size
     for m in (m for m in results.models if m.trained.history):
         write_csv(Path(run_dir) / "training" / f"{m.cell.name}.csv", pd.DataFrame(m.trained.history))
     save_checked(run_dir / "gallery.pt", gallery(results))
+    setup = claim_setup(plan)
+    if setup is not None:  # joint models and POMPOM on positives: the xML paper's claim
+        claim, order = claim_tables(score_frame, setup, seed=plan.config.run.seed)
+        write_csv(run_dir / "joint_claim.csv", claim)
+        write_csv(run_dir / "joint_ordering.csv", order)
     write_json(run_dir / "manifest.json", manifest(plan, results, timings, world_size))
     return board
