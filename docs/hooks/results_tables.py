@@ -21,6 +21,14 @@ Tables:
   ranges and the flag of methods not better than the best control.
 - ``threads RUN_A RUN_B``: two runs of one config: test accuracy, joint maps' mass, and how many
   metric means lie inside the other run's 95% CI.
+- ``claim RUN...``: runs with several training seeds (``[run] seeds``): per variant and seed, every
+  model's test accuracy, joint_hybrid's map in the box (raw and thresholded mass) and the xML
+  paper's ordering on POMPOM on positives as the run computed it (joint_ordering.csv), then each
+  run's verdict sentence.
+
+The README is not built by mkdocs: its tables sit between a marker line and ``<!-- end table -->``,
+and ``python docs/hooks/results_tables.py README.md`` rewrites them (:func:`sync`); a test checks
+that the README's tables equal the committed runs'.
 """
 
 from __future__ import annotations
@@ -240,9 +248,37 @@ def leaderboard(run: str) -> str:
                   *(f"{LEADERBOARD_METRICS[m]} {arrows[m]}" for m in metrics)], rows)
 
 
+def _flag(value: object) -> str:
+    return {"True": "yes", "False": "no"}.get(str(value), "")
+
+
+def claim(*run_folders: str) -> str:
+    rows, verdicts = [], []
+    for run in map(_path, run_folders):
+        models = pd.read_csv(run / "models.csv")
+        claims = pd.read_csv(run / "joint_claim.csv", dtype={"seed": str})
+        order = pd.read_csv(run / "joint_ordering.csv", dtype={"seed": str})
+        names = list(dict.fromkeys(models["model"]))
+        for _, o in order.iterrows():
+            hybrid = claims[(claims["seed"] == o["seed"]) & (claims["model"] == "joint_hybrid")
+                            & (claims["map"] == "joint")].iloc[0]
+            acc = models if o["seed"] == "all" else models[models["seed"].astype(str) == o["seed"]]
+            accuracy = " / ".join(f3(acc.loc[acc["model"] == m, "accuracy"].mean()) for m in names)
+            rows.append([variant(run), o["seed"], accuracy, f3(hybrid["mass"]), f3(hybrid["mass_thresholded"]),
+                         f3(o["hybrid"]), f3(o["unsupervised"]),
+                         f"{f3(o['best_post_hoc'])} ({o['best_post_hoc_method']})", _flag(o["ordering_holds"])])
+        verdicts.append(f"- {variant(run)}: {order['verdict'].iloc[-1]}")
+    header = ["variant", "seed", "test accuracy (" + " / ".join(names) + ")", "joint_hybrid mass",
+              "mass > 0.75 max", "POMPOM+ joint_hybrid", "POMPOM+ joint_unsup", "POMPOM+ best post-hoc",
+              "ordering holds"]
+    return table(header, rows) + "\n\n" + "\n".join(verdicts)
+
+
 TABLES: dict[str, Callable[..., str]] = {"provenance": provenance, "seeds": seeds, "merged": merged,
                                          "ordering": ordering, "leaderboard": leaderboard,
-                                         "threads": threads}
+                                         "threads": threads, "claim": claim}
+END = "<!-- end table -->"
+BLOCK = re.compile(r"^(<!-- table: (.+?) -->)\n.*?^" + re.escape(END) + "$", re.M | re.S)
 
 
 def render(markdown: str) -> str:
@@ -254,3 +290,20 @@ def render(markdown: str) -> str:
         return TABLES[name](*args)
 
     return MARKER.sub(replace, markdown)
+
+
+def sync(markdown: str) -> str:
+    """``markdown`` (the README) with the table after every marker line, up to its
+    ``<!-- end table -->`` line, regenerated from the runs."""
+    def replace(match: re.Match) -> str:
+        return f"{match.group(1)}\n{render(match.group(1))}\n{END}"
+
+    return BLOCK.sub(replace, markdown)
+
+
+if __name__ == "__main__":  # python docs/hooks/results_tables.py README.md
+    import sys
+
+    for name in sys.argv[1:]:
+        path = Path(name)
+        path.write_text(sync(path.read_text()))
