@@ -398,7 +398,8 @@ def summary_table(board: pd.DataFrame, costs: pd.DataFrame | None,
                **family_cells(r, names), "mean rank (all metrics)": r["mean_rank"]}
         for m in metrics:
             arrow = {"higher": " ↑", "lower": " ↓"}.get(r[f"{m}_direction"], "")
-            row[m + arrow + meta_mark(board, m)] = metric_cell(board, r, m, per_seed.get((r["model"], r["method"], m)))
+            seeds_of = per_seed.get((r["model"], r["method"], m))
+            row[m + arrow + meta_mark(board, m)] = metric_cell(board, r, m, seeds_of)
             if means is not None:
                 row[f"{m}: spread across seeds"] = r.get(f"{m}_seed_std", float("nan"))
         if cost is not None and (r["model"], r["method"]) in cost.index:

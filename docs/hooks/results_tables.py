@@ -264,9 +264,10 @@ def claim(*run_folders: str) -> str:
                             & (claims["map"] == "joint")].iloc[0]
             acc = models if o["seed"] == "all" else models[models["seed"].astype(str) == o["seed"]]
             accuracy = " / ".join(f3(acc.loc[acc["model"] == m, "accuracy"].mean()) for m in names)
-            rows.append([variant(run), o["seed"], accuracy, f3(hybrid["mass"]), f3(hybrid["mass_thresholded"]),
-                         f3(o["hybrid"]), f3(o["unsupervised"]),
-                         f"{f3(o['best_post_hoc'])} ({o['best_post_hoc_method']})", _flag(o["ordering_holds"])])
+            best = f"{f3(o['best_post_hoc'])} ({o['best_post_hoc_method']})"
+            rows.append([variant(run), o["seed"], accuracy, f3(hybrid["mass"]),
+                         f3(hybrid["mass_thresholded"]), f3(o["hybrid"]), f3(o["unsupervised"]), best,
+                         _flag(o["ordering_holds"])])
         verdicts.append(f"- {variant(run)}: {order['verdict'].iloc[-1]}")
     header = ["variant", "seed", "test accuracy (" + " / ".join(names) + ")", "joint_hybrid mass",
               "mass > 0.75 max", "POMPOM+ joint_hybrid", "POMPOM+ joint_unsup", "POMPOM+ best post-hoc",
