@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--after", action="append", default=[], metavar="KEY=VALUE",
                         help="an override of the 'after' setting (repeatable; default: the config)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="*", default=None, help="the model ids to time (default: all)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -73,7 +74,7 @@ def main() -> None:
     times: dict[tuple[str, str, str], list[float]] = {}
     for _ in range(args.repeats):
         for name, config in configs.items():
-            for cfg in config.models:
+            for cfg in (m for m in config.models if args.models is None or m.id in args.models):
                 for phase, seconds in epoch_seconds(cfg, splits, device).items():
                     times.setdefault((cfg.id, phase, name), []).append(seconds)
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, {args.repeats} repeats, config {args.config}")

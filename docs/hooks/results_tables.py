@@ -221,7 +221,8 @@ def threads(run_a: str, run_b: str) -> str:
 
 LEADERBOARD_METRICS = {"aopc": "AOPC", "deletion": "deletion", "insertion": "insertion", "road": "ROAD",
                        "mprt": "MPRT", "pompom_pos": "POMPOM pos.", "relevance_mass": "mass",
-                       "relevance_mass_t75": "mass >0.75"}
+                       "relevance_mass_t75": "mass >0.75", "srg": "SRG", "random_logit": "Random Logit",
+                       "complexity": "complexity"}
 
 
 def _cell(r: pd.Series, metric: str) -> str:
@@ -237,14 +238,15 @@ def leaderboard(run: str) -> str:
     board = pd.read_csv(_path(run) / "leaderboard.csv")
     metrics = [m for m in LEADERBOARD_METRICS if f"{m}_mean" in board.columns]
     arrows = {m: "↑" if board[f"{m}_direction"].iloc[0] == "higher" else "↓" for m in metrics}
+    ranks = ["family_rank", "mean_rank"] if "family_rank" in board.columns else ["mean_rank"]
     rows = []
     for model in board["model"].drop_duplicates():
-        part = board[board["model"] == model].sort_values("mean_rank", kind="stable")
+        part = board[board["model"] == model].sort_values(ranks, kind="stable")
         for i, (_, r) in enumerate(part.iterrows()):
             method = f"*{r['method']} (control)*" if r["control"] else r["method"]
             rows.append([f"{model} ({f3(r['accuracy'])})" if i == 0 else "", method,
-                         f"{r['mean_rank']:.2f}", *(_cell(r, m) for m in metrics)])
-    return table(["model (test acc.)", "method", "mean rank",
+                         *(f"{r[k]:.2f}" for k in ranks), *(_cell(r, m) for m in metrics)])
+    return table(["model (test acc.)", "method", *(k.replace("_", " ") for k in ranks),
                   *(f"{LEADERBOARD_METRICS[m]} {arrows[m]}" for m in metrics)], rows)
 
 
