@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import statistics
 import time
 
@@ -24,14 +23,7 @@ from xaibench.config import load
 from xaibench.run.distributed import join
 from xaibench.run.execute import load_data
 from xaibench.run.plan import plan
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+from xaibench.run.writer import cpu_model
 
 
 def epoch_seconds(cfg, splits, device: torch.device) -> dict[str, float]:
@@ -77,7 +69,7 @@ def main() -> None:
             for cfg in (m for m in config.models if args.models is None or m.id in args.models):
                 for phase, seconds in epoch_seconds(cfg, splits, device).items():
                     times.setdefault((cfg.id, phase, name), []).append(seconds)
-    print(f"{cpu_name()}, {torch.get_num_threads()} threads, {args.repeats} repeats, config {args.config}")
+    print(f"{cpu_model()}, {torch.get_num_threads()} threads, {args.repeats} repeats, config {args.config}")
     print(f"{'model':<14} {'phase':<8} {'before s':>9} {'after s':>9} {'ratio':>6}")
     for model, phase in dict.fromkeys((m, p) for m, p, _ in times):
         before = statistics.median(times[(model, phase, "before")])

@@ -177,8 +177,8 @@ def test_the_readme_tables_are_generated_from_the_committed_runs():
     tables = load_hook("results_tables")
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "<!-- table: claim " in readme
-    assert tables.sync(readme) == readme, \
-        "the README's tables are not those of the committed runs: python docs/hooks/results_tables.py README.md"
+    stale = "the README's tables are not the committed runs': python docs/hooks/results_tables.py README.md"
+    assert tables.sync(readme) == readme, stale
 
 
 def test_results_tables_are_generated_from_the_committed_runs():

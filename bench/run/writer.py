@@ -119,8 +119,7 @@ def manifest(plan: Plan, results: Results, timings: dict[str, float], world_size
         "run_id": plan.run_id, "config_name": plan.config.name, "config_source": plan.config.source,
         "config": plan.config.resolved(), "raw_config": plan.config.raw, "seed": plan.config.run.seed,
         "device": plan.device,
-        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                        else platform.processor() or platform.machine()),
+        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()),
         "torch_threads": plan.threads, "processes": world_size, "versions": versions(),
         "timings": timings, "n_test": len(results.splits.test),
         "controls": controls(plan),
@@ -130,6 +129,16 @@ def manifest(plan: Plan, results: Results, timings: dict[str, float], world_size
                    "path": str(c.path.relative_to(plan.run_dir.parent)), "record": c.record}
                   for c in plan.cells],
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC 7B13"), from /proc/cpuinfo where there is one, else what
+    :mod:`platform` knows ("x86_64"): timings are read beside it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def controls(plan: Plan) -> list[str]:
