@@ -25,6 +25,9 @@ Tables:
   model's test accuracy, joint_hybrid's map in the box (raw and thresholded mass) and the xML
   paper's ordering on POMPOM on positives as the run computed it (joint_ordering.csv), then each
   run's verdict sentence.
+- ``meta RUN``: a run with ``[meta]``: per model and meta-evaluated metric, MC, Krippendorff's
+  alpha, rank stability and whether the metric passes the thresholds (the run's verdict, read
+  from the ``<metric>_trusted`` columns of its leaderboard).
 
 The README is not built by mkdocs: its tables sit between a marker line and ``<!-- end table -->``,
 and ``python docs/hooks/results_tables.py README.md`` rewrites them (:func:`sync`); a test checks
@@ -277,9 +280,21 @@ def claim(*run_folders: str) -> str:
     return table(header, rows) + "\n\n" + "\n".join(verdicts)
 
 
+def meta(run: str) -> str:
+    figures = pd.read_csv(_path(run) / "meta.csv")
+    board = pd.read_csv(_path(run) / "leaderboard.csv")
+    rows = []
+    for _, r in figures.iterrows():
+        verdicts = board.loc[board["model"] == r["model"], f"{r['metric']}_trusted"].dropna()
+        verdict = {"True": "passes", "False": "fails"}.get(str(verdicts.iloc[0]), "") if len(verdicts) else ""
+        rows.append([r["model"], r["metric"], *(f3(r[c]) if pd.notna(r.get(c)) else "" for c in
+                                                ("mc", "alpha", "stability")), verdict])
+    return table(["model", "metric", "MC", "Krippendorff's alpha", "rank stability", "verdict"], rows)
+
+
 TABLES: dict[str, Callable[..., str]] = {"provenance": provenance, "seeds": seeds, "merged": merged,
                                          "ordering": ordering, "leaderboard": leaderboard,
-                                         "threads": threads, "claim": claim}
+                                         "threads": threads, "claim": claim, "meta": meta}
 END = "<!-- end table -->"
 BLOCK = re.compile(r"^(<!-- table: (.+?) -->)\n.*?^" + re.escape(END) + "$", re.M | re.S)
 
