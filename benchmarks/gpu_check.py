@@ -19,7 +19,9 @@ Steps (each with its own time limit, so one slow step cannot eat the others' tim
 6. seconds and forward passes per image of every method at 224 px (benchmarks/method_costs.py);
 7. the re-explaining metrics (max_sensitivity, local_lipschitz, relative_input_stability,
    smooth_mprt) against Quantus on the same noise: equal numbers and the speed of batching
-   (benchmarks/robustness.py --device cuda).
+   (benchmarks/robustness.py --device cuda);
+8. the meta-evaluation of AOPC over 6 methods on 50 images of a ResNet-50 at 224 px against
+   MetaQuantus's own loop (benchmarks/meta.py --device cuda --model resnet50).
 
 The output goes to results/gpu_check/gpu_check-<date>.txt (and is printed), rewritten after every
 step so a run cut short keeps what it measured; copy its figures into the README with the device
@@ -42,17 +44,20 @@ PY = sys.executable
 STEPS: list[tuple[str, list[str], int]] = [
     ("device", [PY, "-c", "import torch; print(torch.cuda.get_device_name(0), 'torch', torch.__version__, "
                           "'cuda', torch.version.cuda)"], 30),
-    ("CUDA-marked tests", [PY, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], 120),
+    ("CUDA-marked tests", [PY, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], 75),
     ("engine vs quantus, ResNet50 224 px",
      [PY, "benchmarks/engine.py", "--case", "cuda", "--repeat", "2"], 95),
     ("default benchmark on CUDA, nothing cached",
-     [PY, "-m", "xaibench", "run", "synthetic", "--device", "cuda", "--no-progress", "--out", "{tmp}"], 180),
-    ("ROAD imputation, batched vs reference", [PY, "benchmarks/road.py", "--device", "cuda"], 75),
+     [PY, "-m", "xaibench", "run", "synthetic", "--device", "cuda", "--no-progress", "--out", "{tmp}"], 160),
+    ("ROAD imputation, batched vs reference", [PY, "benchmarks/road.py", "--device", "cuda"], 50),
     ("method costs, 224 px", [PY, "benchmarks/method_costs.py", "--device", "cuda", "--size", "224",
-                              "--images", "32"], 75),
+                              "--images", "32"], 50),
     ("re-explaining metrics vs quantus",
      [PY, "benchmarks/robustness.py", "--device", "cuda", "--images", "16", "--size", "64", "--samples", "10",
       "--smooth-samples", "5", "--repeat", "1"], 25),
+    ("meta-evaluation vs MetaQuantus, ResNet50 224 px",
+     [PY, "benchmarks/meta.py", "--device", "cuda", "--model", "resnet50", "--images", "50", "--size", "224",
+      "--perturbations", "2", "--estimator", "xaibench", "--channels-last"], 115),
 ]
 
 

@@ -2,8 +2,10 @@
 settings: the numbers, and the speed.
 
     nice -n 15 .venv/bin/python benchmarks/meta.py --images 8 --size 32 --perturbations 2   # tiny
-    nice -n 19 .venv/bin/python benchmarks/meta.py --images 64 --size 32 --perturbations 2 \
-        --adversary-sigma 1.0 --estimator xaibench   # 64 images, 6 methods: about 75 s on 2 cores
+    .venv/bin/python benchmarks/meta.py --images 64 --size 32 --perturbations 2 \
+        --adversary-sigma 1.0 --estimator xaibench --channels-last --repeat 3   # about 3 min on 2 cores
+    .venv/bin/python benchmarks/meta.py --device cuda --model resnet50 --images 50 --size 224 \
+        --perturbations 2 --estimator xaibench --channels-last   # make gpu-check
 
 A plain CNN (random weights, 10 classes) explains --images random images of --size px with the
 methods of --methods, for the class it predicts. AOPC (MoRF, --patch-size patches, --steps
@@ -12,7 +14,9 @@ steps, black substrate, softmax score) is meta-evaluated with MetaQuantus's four
 
 - xaibench: the functions the run uses (:mod:`xaibench.run.meta`): each perturbed model or batch
   of images explained once per method (batched ``attribute``), scored by xaibench's AOPC on the
-  batched perturbation engine, then :mod:`xaibench.meta.consistency`.
+  batched perturbation engine on the images the test keeps (the others' scores are never read),
+  then :mod:`xaibench.meta.consistency`. ``--channels-last`` sets AOPC's ``channels_last``
+  (channels-last inputs to the model; on either side when MetaQuantus's estimator is xaibench's).
 - MetaQuantus: ``MetaEvaluation`` (version 0.0.5) with its own ``ModelPerturbationTest`` and
   ``InputPerturbationTest`` loops; the estimator is Quantus's ``RegionPerturbation`` (the curves
   xaibench's engine equals, tests/test_quantus_agreement.py) turned into AOPC per image, the
@@ -50,6 +54,7 @@ from xaibench.seeding import derive_seed
 
 NOISE = {"model_resilience": 0.001, "model_adversary": 0.5, "input_resilience": 0.001,
          "input_adversary": 5.0}
+DEVICE = torch.device("cpu")
 QUIET = {"disable_warnings": True, "display_progressbar": False}
 
 
@@ -64,9 +69,17 @@ def cnn(seed: int = 0) -> nn.Module:
     return net.eval()
 
 
+def resnet50(seed: int = 0) -> nn.Module:
+    """torchvision's ResNet-50 with seeded random weights (nothing downloaded)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    return torchvision.models.resnet50(weights=None).eval()
+
+
 def scores(metric, model, images, targets, maps) -> np.ndarray:
     return score_shard(metric, model, images, targets, maps, None, shard=0, curves={},
-                       extra={}).scores["aopc"].numpy().astype(float)
+                       extra={}).scores["aopc"].cpu().numpy().astype(float)
 
 
 def ours(model, images, targets, methods, metric, args) -> dict[str, float]:
@@ -77,16 +90,20 @@ def ours(model, images, targets, methods, metric, args) -> dict[str, float]:
     parts = {t: [] for t in mc.TESTS}
     for test in mc.TESTS:
         for it in range(args.iterations):
-            q_hat, preds = [], []
-            for k in range(args.perturbations):
+            q_hat, preds = np.full((args.perturbations, *q.shape), np.nan), []
+            for k in range(args.perturbations):  # as the run: only the images the test keeps are scored
                 draw = derive_seed(args.seed, "meta", test, it, k)
                 model_k, images_k = perturbed(test, NOISE[test], draw, model, images)
                 preds.append(predictions(model_k, images_k, len(images)).numpy())
-                q_hat.append(np.stack([scores(metric, model_k, images_k, targets,
-                                              m.attribute(model_k, images_k, targets))
-                                       for m in methods.values()]))
+                keep = torch.from_numpy(mc.kept(base, preds[-1][None], test)[0]).to(images.device)
+                if not keep.any():
+                    continue
+                for i, m in enumerate(methods.values()):
+                    maps = m.attribute(model_k, images_k, targets)
+                    q_hat[k, i, keep.cpu().numpy()] = scores(metric, model_k, images_k[keep], targets[keep],
+                                                       maps[keep])
             keep = mc.kept(base, np.stack(preds), test)
-            parts[test].append(mc.test_parts(q, np.stack(q_hat), keep, test=test, higher=True))
+            parts[test].append(mc.test_parts(q, q_hat, keep, test=test, higher=True))
     return mc.meta_consistency(parts)
 
 
@@ -105,7 +122,7 @@ class RegionAOPC:
 
     def __call__(self, model, x_batch, y_batch, a_batch, s_batch, **kwargs) -> list[float]:
         drops = np.asarray(self.metric(model=model, x_batch=x_batch, y_batch=y_batch, a_batch=a_batch,
-                                       channel_first=True, softmax=True, device="cpu",
+                                       channel_first=True, softmax=True, device=DEVICE.type,
                                        batch_size=len(x_batch)))
         return list(drops.sum(1) / (self.steps + 1))
 
@@ -118,7 +135,8 @@ class EngineAOPC(RegionAOPC):
 
     def __call__(self, model, x_batch, y_batch, a_batch, s_batch, **kwargs) -> list[float]:
         maps = torch.as_tensor(np.asarray(a_batch)).float().reshape(len(x_batch), *x_batch.shape[2:])
-        x, y = torch.as_tensor(x_batch), torch.as_tensor(y_batch).long()
+        x, y = torch.as_tensor(x_batch).to(DEVICE), torch.as_tensor(y_batch).long().to(DEVICE)
+        maps = maps.to(DEVICE)
         return list(scores(self.metric, model, x, y, maps))
 
 
@@ -136,7 +154,7 @@ class SeededWrapper:
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            return self.model(x).numpy()
+            return self.model(torch.as_tensor(x).to(DEVICE)).cpu().numpy()
 
     def get_model(self) -> nn.Module:
         return self.model
@@ -148,8 +166,8 @@ def theirs(model, images, methods, metric, args) -> dict[str, dict]:
     from metaquantus.perturbation_tests import mpt
 
     def explain(model, inputs, targets, method, **kwargs):
-        x, y = torch.as_tensor(inputs), torch.as_tensor(targets).long()
-        return methods[method].attribute(model, x, y).detach().numpy()
+        x, y = torch.as_tensor(inputs).to(DEVICE), torch.as_tensor(targets).long().to(DEVICE)
+        return methods[method].attribute(model, x, y).detach().cpu().numpy()
 
     suite = {"Model Resilience Test": metaquantus.ModelPerturbationTest(
                  type="Resilience", noise_type="multiplicative", mean=1.0, std=NOISE["model_resilience"]),
@@ -169,9 +187,9 @@ def theirs(model, images, methods, metric, args) -> dict[str, dict]:
                                         explain_func=explain, write_to_file=False)
         estimator = (RegionAOPC(args.patch_size, args.steps) if args.estimator == "quantus"
                      else EngineAOPC(metric))
-        ev(estimator=estimator, model=model, x_batch=images.numpy(),
+        ev(estimator=estimator, model=model, x_batch=images.cpu().numpy(),
            y_batch=predictions(model, images, len(images)).numpy(), channel_first=True, softmax=True,
-           device="cpu", score_direction=None)
+           device=DEVICE.type, score_direction=None)
     finally:
         mpt.get_wrapped_model = original
     return ev.results_meta_consistency_scores
@@ -199,10 +217,12 @@ def timed(fn, repeat: int):
 
 
 def report(mine: dict, other: dict, t_ours: float, t_theirs: float, args) -> None:
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    where = torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else platform.processor() or platform.machine()
+    print(f"{where}, {args.model}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.images} images of {args.size} px, "
           f"{len(args.methods)} methods, K = {args.perturbations}, iterations = {args.iterations}, "
-          f"model adversary sigma {NOISE['model_adversary']}, MetaQuantus's estimator: {args.estimator}")
+          f"model adversary sigma {NOISE['model_adversary']}, MetaQuantus's estimator: {args.estimator}, "
+          f"channels_last {args.channels_last}")
     names = {"iac_nr": "IAC_{NR} mean", "iac_ar": "IAC_{AR} mean", "iec_nr": "IEC_{NR} mean",
              "iec_ar": "IEC_{AR} mean"}
     print(f"{'part':<16}{'xaibench':>10}{'MetaQuantus':>13}{'abs diff':>10}")
@@ -231,17 +251,25 @@ def main() -> None:
     p.add_argument("--estimator", choices=["quantus", "xaibench"], default="quantus",
                    help="MetaQuantus's estimator: Quantus's RegionPerturbation as AOPC, or xaibench's AOPC")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", choices=["cnn", "resnet50"], default="cnn",
+                   help="the random 3-layer CNN (10 classes) or torchvision's ResNet-50 (random weights)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="AOPC's engine feeds channels-last inputs (its channels_last setting)")
     args = p.parse_args()
     NOISE["model_adversary"] = args.adversary_sigma
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    model = cnn(args.seed)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    model = (cnn(args.seed) if args.model == "cnn" else resnet50(args.seed)).to(DEVICE)
     gen = torch.Generator().manual_seed(args.seed)
-    images = torch.rand(args.images, 3, args.size, args.size, generator=gen)
+    images = torch.rand(args.images, 3, args.size, args.size, generator=gen).to(DEVICE)
     targets = predictions(model, images, len(images))
     methods = {m: build(METHODS.get(m), {}) for m in args.methods}
     metric = build(METRICS.get("aopc"), {"patch_size": args.patch_size, "steps": args.steps,
-                                          "substrate": "black", "lerf": False})
+                                          "substrate": "black", "lerf": False,
+                                          "channels_last": args.channels_last})
     warm_up(model, images, targets, methods, metric)
     t_ours, mine = timed(lambda: ours(model, images, targets, methods, metric, args), args.repeat)
     t_theirs, other = timed(lambda: theirs(model, images, methods, metric, args), args.repeat)

@@ -75,6 +75,15 @@ def test_a_run_with_meta_writes_meta_csv_and_reuses_its_cells(tmp_path):
     shares = ranks.groupby("method")["share"].sum()
     assert set(shares.index) == {"saliency", "random", "sobel"} and np.allclose(shares, 1.0)
     assert all(first.cells[c.name]["computed"] for c in cells)
+    # only the images a test keeps are scored: the others are NaN, the kept ones finite
+    from xaibench.io import load_checked
+    from xaibench.meta.consistency import kept
+
+    for c in (c for c in cells if c.parts[2] != "sweep"):
+        held = load_checked(c.path)
+        keep = kept(held["base"].numpy(), held["predictions"].numpy(), c.parts[2])  # [K, N]
+        scored = np.isfinite(held["scores"].numpy())  # [K, M, N]
+        assert (scored == keep[:, None, :]).all(), c.name
     from xaibench.leaderboard.trusted import concerns
     from xaibench.report.render import render
 

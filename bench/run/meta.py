@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from xaibench.io import from_half, load_checked, save_checked
+from xaibench.meta.consistency import kept
 from xaibench.meta.perturb import noisy_inputs, noisy_model
 from xaibench.models.modelstate import eval_mode
 from xaibench.run.execute import Results, save_record, score_shard
@@ -116,25 +117,31 @@ def spec_of(plan: Plan, metric_id: str) -> object:
 def perturbation_group(plan: Plan, cells: list[Cell], model: torch.nn.Module, batch: tuple,
                seed: int) -> list[MetaScored]:
     """The cells of one (model, test, iteration) not yet cached: K perturbations, every method
-    explained once per perturbation, every metric of ``cells`` scored on those maps."""
+    explained once per perturbation, every metric of ``cells`` scored on those maps, on the
+    images the test keeps (:func:`~xaibench.meta.consistency.kept`; the others' scores are NaN,
+    never read: MetaQuantus scores them and then drops them)."""
     images, targets, masks = batch
     base = predictions(model, images, plan.config.run.batch_size)
     test, it = cells[0].parts[2], int(cells[0].parts[3])
     noise, k_count = cells[0].record["noise"], cells[0].record["perturbations"]
-    scores = {c.name: [] for c in cells}
-    preds, methods = [], []
+    methods = [c.parts[1] for c in plan.of_kind("explain") if c.parts[0] == cells[0].parts[0]]
+    scores = {c.name: torch.full((k_count, len(methods), len(images)), float("nan")) for c in cells}
+    preds = []
     for k in range(k_count):
         draw = derive_seed(seed, "meta", test, it, k)
         model_k, images_k = perturbed(test, noise, draw, model, images)
         preds.append(predictions(model_k, images_k, plan.config.run.batch_size))
+        keep = torch.from_numpy(kept(base.numpy(), preds[-1][None].numpy(), test)[0]).to(images.device)
+        if not keep.any():  # the test discards every image of this perturbation
+            continue
         maps = explain_all(plan, cells[0].parts[0], model_k, images_k, targets, draw)
-        methods = list(maps)
         for c in cells:
             spec = spec_of(plan, c.parts[1])
-            scores[c.name].append(torch.stack([
-                metric_scores(plan, spec.instance, spec.plugin, plan.methods[m], model_k, images_k,
-                              targets, maps[m], masks) for m in methods]))
-    return [_save(c, torch.stack(scores[c.name]), torch.stack(preds), methods, base) for c in cells]
+            for i, m in enumerate(methods):
+                scores[c.name][k, i, keep.cpu()] = metric_scores(
+                    plan, spec.instance, spec.plugin, plan.methods[m], model_k, images_k[keep],
+                    targets[keep], maps[m][keep], None if masks is None else masks[keep])
+    return [_save(c, scores[c.name], torch.stack(preds), methods, base) for c in cells]
 
 
 def cached_maps(plan: Plan, model_id: str, n: int) -> dict[str, torch.Tensor]:
