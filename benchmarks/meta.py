@@ -217,7 +217,8 @@ def timed(fn, repeat: int):
 
 
 def report(mine: dict, other: dict, t_ours: float, t_theirs: float, args) -> None:
-    where = torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else platform.processor() or platform.machine()
+    cpu = platform.processor() or platform.machine()
+    where = torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else cpu
     print(f"{where}, {args.model}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.images} images of {args.size} px, "
           f"{len(args.methods)} methods, K = {args.perturbations}, iterations = {args.iterations}, "
