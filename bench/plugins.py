@@ -45,6 +45,9 @@ class Method:
     reference_split: ClassVar[str | None] = None  # "train": gets that split's images, see use_references
     requirement: ClassVar[str] = "any model"
     families: ClassVar[tuple[str, ...]] = ("cnn", "vit")
+    # forward+backward passes of the model per explained image (costs.csv), None where unknown; a
+    # property in a method whose count depends on its settings
+    passes_per_image: ClassVar[int | None] = None
 
     def supports(self, arch: str) -> bool:
         """Whether this method can explain models of architecture ``arch`` (config-time check).
@@ -81,11 +84,6 @@ class Method:
         them, or float32 in [0, 1]; on the CPU), before the first :meth:`attribute`. Only called
         for a method whose ``reference_split`` is set."""
         raise NotImplementedError
-
-    @property
-    def passes_per_image(self) -> int | None:
-        """Forward+backward passes of the model per explained image, where known (for costs)."""
-        return None
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

@@ -53,3 +53,19 @@ def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
         else:
             torch.random.default_generator.manual_seed(seed)
         yield
+
+
+@contextmanager
+def seeded_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
+    """:func:`seeded_global_rng`, and numpy's global generator seeded too, both restored
+    afterwards: for libraries that draw from both (captum's GradientShap picks baselines with
+    numpy; Quantus draws its noise and perturbations from either)."""
+    import numpy as np
+
+    state = np.random.get_state()
+    try:
+        with seeded_global_rng(seed, device):
+            np.random.seed(seed % 2**32)
+            yield
+    finally:
+        np.random.set_state(state)

@@ -136,6 +136,7 @@ class AttentionRollout(Method):
     reduction = "none: one token-grid map per image"
     requirement = "a vision transformer (timm ViT/DeiT or torchvision ViT): it rolls out self-attention"
     families = ("vit",)
+    passes_per_image = 1  # one forward pass, no backward
 
     def __init__(
         self,
@@ -145,10 +146,6 @@ class AttentionRollout(Method):
     ) -> None:
         self.head_fusion = head_fusion
         self.interpolation = interpolation
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1  # one forward pass, no backward
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

@@ -13,9 +13,7 @@ See docs/method-sources.md.
 from __future__ import annotations
 
 import ast
-import contextlib
 import warnings
-from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -27,7 +25,7 @@ from xaibench.methods.library import LibraryMethod, LibrarySource, bound_class, 
 from xaibench.models.modelstate import eval_mode, find_layer
 from xaibench.plugins import ParamError
 from xaibench.registry import RegistryError
-from xaibench.seeding import image_generator, image_seed, seeded_global_rng
+from xaibench.seeding import image_generator, image_seed, seeded_global_rngs
 
 Channels = Literal["sum", "abs_sum", "max_abs"]
 CHANNELS = {"sum": "signed sum over channels", "abs_sum": "sum over channels of the absolute value",
@@ -78,20 +76,6 @@ def baseline_images(images: torch.Tensor, kind: str | float, seed: int = 0) -> t
     value = {"black": 0.0, "gray": 0.5, "white": 1.0}.get(kind, kind)  # type: ignore[arg-type]
     return torch.full_like(images, float(value))
 
-
-@contextlib.contextmanager
-def seeded_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
-    """torch's global generator of ``device`` and numpy's seeded for the block, both restored
-    afterwards (captum draws from both: GradientShap picks baselines with numpy)."""
-    import numpy as np
-
-    state = np.random.get_state()
-    try:
-        with seeded_global_rng(seed, device):
-            np.random.seed(seed % 2**32)
-            yield
-    finally:
-        np.random.set_state(state)
 
 
 def feature_groups(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -209,13 +193,10 @@ class ReLUBackprop(CaptumMethod):
     requirement = ("a ReLU network (CNN): it changes the backward pass of nn.ReLU modules; a vision "
                    "transformer has GELUs, where it would be the plain gradient")
     families = ("cnn",)
+    passes_per_image = 1
 
     def __init__(self) -> None:
         super().__init__()
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1
 
 
 class CaptumSource(LibrarySource):
@@ -225,6 +206,8 @@ class CaptumSource(LibrarySource):
     distribution = "captum"
     description = "any attribution class of captum.attr"
     docs = "https://captum.ai/api/"
+    library = "captum"
+    lacks = "captum.attr has no attribution class"
 
     def names(self) -> list[str]:
         """The attribution classes ``captum.attr`` exports: the names its ``__init__`` imports from
@@ -237,15 +220,6 @@ class CaptumSource(LibrarySource):
                  if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("captum.attr._core")
                  for alias in node.names}
         return sorted(n for n in found - NOT_METHODS if "LLM" not in n and not n.startswith("Neuron"))
-
-    def check(self, name: str) -> None:
-        known = self.names()
-        if not known:
-            raise RegistryError(f"method 'captum:{name}': captum is not installed (pip install captum)")
-        if name not in known:
-            hint = self.did_you_mean(name, known)
-            raise RegistryError(f"unknown method 'captum:{name}': captum.attr has no attribution class "
-                                f"{name!r}; {hint}known classes: {', '.join(known)}")
 
     def bind(self, name: str) -> type:
         """The method class bound to ``captum.attr.<name>``: its keyword-only parameters are the

@@ -30,14 +30,11 @@ class Center(Method):
 
     reduction = "none: one value per pixel"
     uses_model = False
+    passes_per_image = 0
 
     def __init__(self, *, sigma: float = 0.25) -> None:
         check_range("sigma", sigma, low=1e-3)
         self.sigma = sigma
-
-    @property
-    def passes_per_image(self) -> int:
-        return 0
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

@@ -125,14 +125,11 @@ class DeepTaylor(Method):
     requirement = ("a CNN (conv, linear, pooling, batch-norm and residual layers): its LRP rules have no "
                    "treatment of attention, softmax or LayerNorm, so vision transformers are out")
     families = ("cnn",)
+    passes_per_image = 1
 
     def __init__(self, *, stabilizer: float = 1e-6) -> None:
         check_range("stabilizer", stabilizer, low=0.0)
         self.stabilizer = stabilizer
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1
 
     def composite(self, model: torch.nn.Module) -> Composite:
         """The zennit composite for ``model``: z^B at its input layer, z+ elsewhere."""

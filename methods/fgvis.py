@@ -209,6 +209,7 @@ class FGVis(Method):
     """
 
     reduction = "mean over channels of the per-channel mask (1 - mean for the deletion game)"
+    passes_per_image = None  # at most max_steps: an image stops when its class flips
 
     def __init__(
         self,
@@ -236,10 +237,6 @@ class FGVis(Method):
         self.max_steps = max_steps
         self.clip = clip
         self.seed = seed
-
-    @property
-    def passes_per_image(self) -> None:
-        return None  # at most max_steps: an image stops when its class flips
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

@@ -95,7 +95,7 @@ class GradCamMethod(LibraryMethod):
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """The library's maps [B, H, W] (each in [0, 1]) for images [B, 3, H, W] and targets [B]."""
-        from xaibench.methods.captum_source import seeded_global_rngs
+        from xaibench.seeding import seeded_global_rngs
 
         x = images.detach()
         with eval_mode(model), kept_gradients(model), torch.enable_grad():
@@ -138,6 +138,8 @@ class GradCamSource(LibrarySource):
     distribution = "grad-cam"
     description = "any CAM class of pytorch_grad_cam"
     docs = "https://github.com/jacobgil/pytorch-grad-cam"
+    library = "pytorch-grad-cam"
+    lacks = "pytorch_grad_cam has no CAM class"
 
     def names(self) -> list[str]:
         """The CAM classes ``pytorch_grad_cam`` exports: the names its ``__init__`` imports whose
@@ -155,16 +157,6 @@ class GradCamSource(LibrarySource):
             if not more:
                 return sorted(cams - {"BaseCAM"})
             cams |= more
-
-    def check(self, name: str) -> None:
-        known = self.names()
-        if not known:
-            raise RegistryError(f"method 'grad-cam:{name}': pytorch-grad-cam is not installed "
-                                f"(pip install grad-cam)")
-        if name not in known:
-            hint = self.did_you_mean(name, known)
-            raise RegistryError(f"unknown method 'grad-cam:{name}': pytorch_grad_cam has no CAM class "
-                                f"{name!r}; {hint}known classes: {', '.join(known)}")
 
     def bind(self, name: str) -> type:
         """The method class bound to ``pytorch_grad_cam.<name>``: its keyword-only parameters are the

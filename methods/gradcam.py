@@ -73,6 +73,7 @@ class GradCAM(Method):
     """
 
     reduction = "gradient-weighted channel sum, then ReLU"
+    passes_per_image = 1
 
     def __init__(
         self,
@@ -84,10 +85,6 @@ class GradCAM(Method):
         self.layer = layer
         self.relu = relu
         self.interpolation = interpolation
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

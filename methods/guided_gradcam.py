@@ -32,6 +32,7 @@ class GuidedGradCAM(Method):
     """
 
     reduction = "sum over channels of the absolute value"
+    passes_per_image = 2
 
     def __init__(
         self,
@@ -41,10 +42,6 @@ class GuidedGradCAM(Method):
     ) -> None:
         self.layer = layer
         self.interpolation = interpolation
-
-    @property
-    def passes_per_image(self) -> int:
-        return 2
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

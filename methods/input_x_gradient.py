@@ -18,10 +18,7 @@ class InputXGradient(CaptumMethod):
     library_class = "InputXGradient"
     channels = "sum"
     reduction = "signed sum over channels"
+    passes_per_image = 1
 
     def __init__(self) -> None:
         super().__init__()
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1

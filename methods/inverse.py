@@ -433,6 +433,7 @@ class Inverse(Method):
                    "resnet18, resnet50 and joint_resnet* cannot be inverted layer by layer, nor can "
                    "vision transformers")
     families = ("cnn",)
+    passes_per_image = None  # per layer, as many solver steps as the stopping criterion takes
 
     def __init__(
         self,
@@ -459,10 +460,6 @@ class Inverse(Method):
 
     def supports(self, arch: str) -> bool:
         return supports_arch(arch)
-
-    @property
-    def passes_per_image(self) -> None:
-        return None  # per layer, as many solver steps as the stopping criterion takes
 
     def _invert(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
                 keep: Literal["input", "all"]) -> list[LayerInverse]:

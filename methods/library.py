@@ -41,12 +41,30 @@ class LibraryMethod(Method):
 class LibrarySource:
     """What every library source shares (a method or metric source: :mod:`xaibench.registry`):
     its ``prefix`` in configs, the ``distribution`` that installs the library, a one-line
-    ``description`` and the library's ``docs``; subclasses add ``check(name)`` and ``bind(name)``."""
+    ``description`` and the library's ``docs``; subclasses add ``names()`` and ``bind(name)``."""
 
     prefix: ClassVar[str] = ""
     distribution: ClassVar[str] = ""
     description: ClassVar[str] = ""
     docs: ClassVar[str] = ""
+    kind: ClassVar[str] = "method"  # or "metric": what a name of the source is, in errors
+    library: ClassVar[str] = ""  # the library's name in "... is not installed"
+    lacks: ClassVar[str] = ""  # "<library> has no <kind of class>", the unknown-name error's start
+
+    def names(self) -> list[str]:
+        """The library's classes this source can bind (read without importing it; [] when it is
+        not installed)."""
+        raise NotImplementedError
+
+    def check(self, name: str) -> None:
+        """A one-line error unless the library is installed and ``name`` is one of :meth:`names`."""
+        known = self.names()
+        label = f"{self.kind} '{self.prefix}:{name}'"
+        if not known:
+            raise RegistryError(f"{label}: {self.library} is not installed (pip install {self.distribution})")
+        if name not in known:
+            raise RegistryError(f"unknown {label}: {self.lacks} {name!r}; {self.did_you_mean(name, known)}"
+                                f"known classes: {', '.join(known)}")
 
     def version(self) -> str:
         """The library's installed version (from its metadata: nothing imported)."""

@@ -30,16 +30,13 @@ class LRPEpsilonPlus(Method):
     requirement = ("a CNN (conv, linear, pooling, batch-norm and residual layers): its LRP rules have no "
                    "treatment of attention, softmax or LayerNorm, so vision transformers are out")
     families = ("cnn",)
+    passes_per_image = 1
 
     def __init__(self, *, epsilon: float = 1e-6, stabilizer: float = 1e-6) -> None:
         check_range("epsilon", epsilon, low=0.0)
         check_range("stabilizer", stabilizer, low=0.0)
         self.epsilon = epsilon
         self.stabilizer = stabilizer
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

@@ -36,6 +36,7 @@ class Occlusion(Method):
     """
 
     reduction = "none: channels occluded together (mean of identical channel values)"
+    passes_per_image = None  # depends on the image size: see windows_per_image
 
     def __init__(
         self,
@@ -55,10 +56,6 @@ class Occlusion(Method):
         self.stride = stride
         self.baseline = baseline
         self.internal_batch_size = internal_batch_size
-
-    @property
-    def passes_per_image(self) -> None:
-        return None  # depends on the image size: see windows_per_image
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

@@ -23,13 +23,10 @@ class RandomMap(Method):
 
     reduction = "none: one random value per pixel"
     uses_model = False
+    passes_per_image = 0
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
-
-    @property
-    def passes_per_image(self) -> int:
-        return 0
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

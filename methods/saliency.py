@@ -18,10 +18,7 @@ class Saliency(CaptumMethod):
     library_class = "Saliency"
     channels = "max_abs"
     reduction = "max over channels of the absolute gradient"
+    passes_per_image = 1
 
     def __init__(self) -> None:
         super().__init__(abs=True)
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1

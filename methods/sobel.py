@@ -33,13 +33,10 @@ class Sobel(Method):
 
     reduction = "sum over channels of the per-channel edge magnitude"
     uses_model = False
+    passes_per_image = 0
 
     def __init__(self) -> None:
         pass
-
-    @property
-    def passes_per_image(self) -> int:
-        return 0
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor

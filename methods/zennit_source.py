@@ -45,6 +45,7 @@ class ZennitMethod(LibraryMethod):
                                   "composites have no rules for attention, softmax or LayerNorm")
     families: ClassVar[tuple[str, ...]] = ("cnn",)
     box: ClassVar[bool] = False
+    passes_per_image = 1
 
     def __init__(self, **options: Any) -> None:
         self.low = options.pop("low", None)
@@ -52,10 +53,6 @@ class ZennitMethod(LibraryMethod):
         if self.low is not None and self.high is not None and not self.low < self.high:
             raise ParamError("low", f"the box's low ({self.low}) must be below its high ({self.high})")
         self.options = options
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1
 
     def composite(self, model: torch.nn.Module) -> Any:
         """The zennit composite for ``model``, with its family's canonizers."""

@@ -14,9 +14,8 @@ docs/metric-sources.md.
 from __future__ import annotations
 
 import ast
-import contextlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,7 +26,7 @@ from xaibench.keys import module_file
 from xaibench.methods.library import LibrarySource, bound_class, keyword_parameters, version_of
 from xaibench.plugins import Method, Metric, MetricOutput, ParamError
 from xaibench.registry import RegistryError
-from xaibench.seeding import derive_seed, image_seed, seeded_global_rng
+from xaibench.seeding import derive_seed, image_seed, seeded_global_rngs
 
 # Quantus' evaluation categories -> xaibench's families. Axiomatic metrics (Completeness,
 # NonSensitivity, InputInvariance) test whether the map agrees with how the model responds to
@@ -48,20 +47,6 @@ UNSUPPORTED = {
 }
 NOT_METRICS = {"Metric", "BatchSufficiency"}  # the base class; Sufficiency's batched twin
 
-
-@contextlib.contextmanager
-def seeded_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
-    """numpy's and torch's (``device``'s) global generators seeded for the block and restored
-    afterwards: Quantus draws its noise and perturbations from them."""
-    import numpy as np
-
-    state = np.random.get_state()
-    try:
-        with seeded_global_rng(seed, device):
-            np.random.seed(seed % 2**32)
-            yield
-    finally:
-        np.random.set_state(state)
 
 
 def shard_seed(seed: int, images: torch.Tensor) -> int:
@@ -209,6 +194,9 @@ class QuantusSource(LibrarySource):
     distribution = "quantus"
     description = "any metric class of Quantus"
     docs = "https://quantus.readthedocs.io/en/latest/docs_api/quantus.metrics.html"
+    kind = "metric"
+    library = "quantus"
+    lacks = "Quantus has no metric class"
 
     def categories(self) -> dict[str, str]:
         """class name -> Quantus category, read from the ``__init__.py`` of each category package
@@ -227,15 +215,9 @@ class QuantusSource(LibrarySource):
         return sorted(self.categories())
 
     def check(self, name: str) -> None:
-        known = self.names()
-        if not known:
-            raise RegistryError(f"metric 'quantus:{name}': quantus is not installed (pip install quantus)")
-        if name in UNSUPPORTED:
+        if name in UNSUPPORTED and self.names():
             raise RegistryError(f"metric 'quantus:{name}' cannot run in xaibench: {UNSUPPORTED[name]}")
-        if name not in known:
-            hint = self.did_you_mean(name, known)
-            raise RegistryError(f"unknown metric 'quantus:{name}': Quantus has no metric class {name!r}; "
-                                f"{hint}known classes: {', '.join(known)}")
+        super().check(name)
 
     def bind(self, name: str) -> type:
         """The metric class bound to ``quantus.<name>``: its keyword-only parameters are the

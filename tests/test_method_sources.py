@@ -12,12 +12,12 @@ import torch
 
 from xaibench.check.contract import method_problems
 from xaibench.config import ConfigError, PluginSpec, parse
-from xaibench.methods.captum_source import CaptumMethod, baseline_images, feature_groups, seeded_global_rngs
+from xaibench.methods.captum_source import CaptumMethod, baseline_images, feature_groups
 from xaibench.methods.layers import model_family
 from xaibench.params import build
 from xaibench.registry import METHODS
 from xaibench.run.plan import plugin_record
-from xaibench.seeding import image_seed
+from xaibench.seeding import image_seed, seeded_global_rngs
 
 from .conftest import tiny_net, tiny_resnet, tiny_vit
 

@@ -90,7 +90,8 @@ def saliency(model, inputs, targets, **_):
 def direct(name, net, maps, keywords, *, seed=0):
     """Quantus called by hand on each shard (4 images) of the run: the cached maps, the masks, the
     model; numpy's and torch's global generators seeded as the source seeds each shard."""
-    from xaibench.metrics.quantus_source import seeded_global_rngs, shard_seed
+    from xaibench.metrics.quantus_source import shard_seed
+    from xaibench.seeding import seeded_global_rngs
 
     images, labels, masks = tensors()
     out = []
@@ -233,7 +234,8 @@ def test_random_logit_reads_the_models_class_count_and_keeps_the_contract():
     model's class count; the scores equal a direct call given it; xaibench check's contract holds."""
     from xaibench.check.contract import check_metric
     from xaibench.methods.saliency import Saliency
-    from xaibench.metrics.quantus_source import seeded_global_rngs, shard_seed
+    from xaibench.metrics.quantus_source import shard_seed
+    from xaibench.seeding import seeded_global_rngs
 
     net = tiny_net()
     images, labels, _ = tensors(4)

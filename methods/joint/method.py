@@ -20,13 +20,10 @@ class Joint(Method):
     reduction = "none: the explainer outputs one channel"
     requirement = "a joint model (arch joint_resnet18, joint_resnet50, joint_vgg16 or joint_xml_vgg)"
     families = ("cnn",)
+    passes_per_image = 1
 
     def __init__(self) -> None:
         pass
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1
 
     def supports(self, arch: str) -> bool:
         return arch.startswith("joint_")
