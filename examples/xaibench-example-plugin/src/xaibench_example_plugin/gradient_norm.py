@@ -22,14 +22,11 @@ class GradientNorm(Method):
     """
 
     reduction = "L2 norm over channels"
+    passes_per_image = 1  # one forward and backward pass per image (costs.csv)
 
     def __init__(self, *, power: float = 1.0) -> None:
         check_range("power", power, low=0.0)
         self.power = power
-
-    @property
-    def passes_per_image(self) -> int:
-        return 1
 
     def attribute(
         self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
