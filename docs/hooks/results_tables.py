@@ -25,6 +25,9 @@ Tables:
   model's test accuracy, joint_hybrid's map in the box (raw and thresholded mass) and the xML
   paper's ordering on POMPOM on positives as the run computed it (joint_ordering.csv), then each
   run's verdict sentence.
+- ``seed_threads RUN_A RUN_B ...``: pairs of multi-seed runs of one config at 2 and at 1 torch
+  thread: per variant and seed, joint_hybrid's test accuracy and its map's raw and thresholded
+  mass in the box at each thread count, and whether both runs are on the same side of 0.25.
 - ``meta RUN``: a run with ``[meta]``: per model and meta-evaluated metric, MC, Krippendorff's
   alpha, rank stability and whether the metric passes the thresholds (the run's verdict, read
   from the ``<metric>_trusted`` columns of its leaderboard).
@@ -280,6 +283,33 @@ def claim(*run_folders: str) -> str:
     return table(header, rows) + "\n\n" + "\n".join(verdicts)
 
 
+def _hybrid_by_seed(run: Path) -> pd.DataFrame:
+    """joint_hybrid's own map per training seed: test accuracy, raw and thresholded mass."""
+    claims = pd.read_csv(run / "joint_claim.csv", dtype={"seed": str})
+    hybrid = (claims["model"] == "joint_hybrid") & (claims["map"] == "joint")
+    mine = claims[hybrid & (claims["seed"] != "all")]
+    models = pd.read_csv(run / "models.csv")
+    models = models[models["model"] == "joint_hybrid"]
+    acc = models.set_index(models["seed"].astype(str))["accuracy"]
+    return mine.set_index("seed")[["mass", "mass_thresholded"]].assign(accuracy=acc)
+
+
+def seed_threads(*runs: str) -> str:
+    """Pairs of runs (RUN_2_THREADS RUN_1_THREAD ...) of one config with several seeds:
+    joint_hybrid's test accuracy, raw and thresholded mass per seed at each thread count."""
+    rows = []
+    for a, b in zip(runs[::2], runs[1::2]):
+        two, one = _hybrid_by_seed(_path(a)), _hybrid_by_seed(_path(b))
+        for seed in two.index.intersection(one.index):
+            x, y = two.loc[seed], one.loc[seed]
+            same = "yes" if (x["mass"] >= 0.25) == (y["mass"] >= 0.25) else "no"
+            rows.append([variant(_path(a)), seed, f"{f3(x['accuracy'])} / {f3(y['accuracy'])}",
+                         f"{f3(x['mass'])} / {f3(y['mass'])}",
+                         f"{f3(x['mass_thresholded'])} / {f3(y['mass_thresholded'])}", same])
+    return table(["variant", "seed", "test accuracy (2 / 1 threads)", "mass in the box (2 / 1)",
+                  "mass > 0.75 max (2 / 1)", "same side of 0.25"], rows)
+
+
 def meta(run: str) -> str:
     figures = pd.read_csv(_path(run) / "meta.csv")
     board = pd.read_csv(_path(run) / "leaderboard.csv")
@@ -294,7 +324,8 @@ def meta(run: str) -> str:
 
 TABLES: dict[str, Callable[..., str]] = {"provenance": provenance, "seeds": seeds, "merged": merged,
                                          "ordering": ordering, "leaderboard": leaderboard,
-                                         "threads": threads, "claim": claim, "meta": meta}
+                                         "threads": threads, "claim": claim, "meta": meta,
+                                         "seed_threads": seed_threads}
 END = "<!-- end table -->"
 BLOCK = re.compile(r"^(<!-- table: (.+?) -->)\n.*?^" + re.escape(END) + "$", re.M | re.S)
 
