@@ -266,7 +266,7 @@ def main() -> None:
     model = (cnn(args.seed) if args.model == "cnn" else resnet50(args.seed)).to(DEVICE)
     gen = torch.Generator().manual_seed(args.seed)
     images = torch.rand(args.images, 3, args.size, args.size, generator=gen).to(DEVICE)
-    targets = predictions(model, images, len(images))
+    targets = predictions(model, images, len(images)).to(DEVICE)
     methods = {m: build(METHODS.get(m), {}) for m in args.methods}
     metric = build(METRICS.get("aopc"), {"patch_size": args.patch_size, "steps": args.steps,
                                           "substrate": "black", "lerf": False,

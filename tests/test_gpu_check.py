@@ -13,7 +13,7 @@ def test_dry_run_lists_the_steps_and_their_scripts_exist():
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     for step in ("CUDA-marked tests", "engine vs quantus", "default benchmark on CUDA", "ROAD imputation",
-                 "method costs", "re-explaining metrics vs quantus"):
+                 "method costs", "re-explaining metrics vs quantus", "meta-evaluation vs MetaQuantus"):
         assert step in proc.stdout
     total = int(proc.stdout.rsplit("total limit ", 1)[1].split()[0])
     assert total <= 10 * 60  # the whole check fits in one 10-minute command
