@@ -35,7 +35,6 @@ both sides' libraries are imported and every method has run once (:func:`warm_up
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 import warnings
 from collections import deque
@@ -50,6 +49,7 @@ from xaibench.params import build
 from xaibench.registry import METHODS, METRICS
 from xaibench.run.execute import score_shard
 from xaibench.run.meta import perturbed, predictions
+from xaibench.run.writer import cpu_model
 from xaibench.seeding import derive_seed
 
 NOISE = {"model_resilience": 0.001, "model_adversary": 0.5, "input_resilience": 0.001,
@@ -217,8 +217,7 @@ def timed(fn, repeat: int):
 
 
 def report(mine: dict, other: dict, t_ours: float, t_theirs: float, args) -> None:
-    cpu = platform.processor() or platform.machine()
-    where = torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else cpu
+    where = torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else cpu_model()
     print(f"{where}, {args.model}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.images} images of {args.size} px, "
           f"{len(args.methods)} methods, K = {args.perturbations}, iterations = {args.iterations}, "

@@ -69,11 +69,16 @@ def perturbed(test: str, noise: float, seed: int, model: torch.nn.Module,
     return model, noisy_inputs(images, noise, seed)
 
 
+def explain_cells(plan: Plan, model_id: str) -> list[Cell]:
+    """The run's explain cells of one model, in the run's method order."""
+    return [c for c in plan.of_kind("explain") if c.parts[0] == model_id]
+
+
 def explain_all(plan: Plan, model_id: str, model: torch.nn.Module, images: torch.Tensor,
                 targets: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
     """Every method of the model on ``images`` (batches of the run's batch size): {method: [N,H,W]}."""
     bs, out = plan.config.run.batch_size, {}
-    for cell in (c for c in plan.of_kind("explain") if c.parts[0] == model_id):
+    for cell in explain_cells(plan, model_id):
         method = plan.method_of(cell)
         parts = []
         for i in range(0, len(images), bs):
@@ -124,30 +129,31 @@ def perturbation_group(plan: Plan, cells: list[Cell], model: torch.nn.Module, ba
     base = predictions(model, images, plan.config.run.batch_size)
     test, it = cells[0].parts[2], int(cells[0].parts[3])
     noise, k_count = cells[0].record["noise"], cells[0].record["perturbations"]
-    methods = [c.parts[1] for c in plan.of_kind("explain") if c.parts[0] == cells[0].parts[0]]
+    methods = [c.parts[1] for c in explain_cells(plan, cells[0].parts[0])]
     scores = {c.name: torch.full((k_count, len(methods), len(images)), float("nan")) for c in cells}
     preds = []
     for k in range(k_count):
         draw = derive_seed(seed, "meta", test, it, k)
         model_k, images_k = perturbed(test, noise, draw, model, images)
         preds.append(predictions(model_k, images_k, plan.config.run.batch_size))
-        keep = torch.from_numpy(kept(base.numpy(), preds[-1][None].numpy(), test)[0]).to(images.device)
+        keep = torch.from_numpy(kept(base.numpy(), preds[-1][None].numpy(), test)[0])  # [N], CPU
         if not keep.any():  # the test discards every image of this perturbation
             continue
         maps = explain_all(plan, cells[0].parts[0], model_k, images_k, targets, draw)
+        here = keep.to(images.device)
         for c in cells:
             spec = spec_of(plan, c.parts[1])
             for i, m in enumerate(methods):
-                scores[c.name][k, i, keep.cpu()] = metric_scores(
-                    plan, spec.instance, spec.plugin, plan.methods[m], model_k, images_k[keep],
-                    targets[keep], maps[m][keep], None if masks is None else masks[keep])
+                scores[c.name][k, i, keep] = metric_scores(
+                    plan, spec.instance, spec.plugin, plan.methods[m], model_k, images_k[here],
+                    targets[here], maps[m][here], None if masks is None else masks[here])
     return [_save(c, scores[c.name], torch.stack(preds), methods, base) for c in cells]
 
 
 def cached_maps(plan: Plan, model_id: str, n: int) -> dict[str, torch.Tensor]:
     """The run's maps of the first ``n`` test images for every method of the model (explain cache)."""
     bs, out = plan.config.run.batch_size, {}
-    for cell in (c for c in plan.of_kind("explain") if c.parts[0] == model_id):
+    for cell in explain_cells(plan, model_id):
         shards = [from_half(load_checked(cell.path / f"{i:05d}.pt")) for i in range((n + bs - 1) // bs)]
         out[cell.parts[1]] = torch.cat(shards)[:n]
     return out
