@@ -108,6 +108,6 @@ def test_paper_grid_is_shipped_configuration():
     grid = {(dict(m.params)["patch_size"], dict(m.params)["substrate"]) for m in cfg.metrics}
     assert all(m.plugin == "aopc" for m in cfg.metrics)
     assert grid == {(p, s) for p in (4, 8, 16, 32) for s in ("black", "gray", "white", "blur", "uniform")}
-    synthetic = load("synthetic")
-    assert cfg.resolved()["dataset"] == synthetic.resolved()["dataset"]
-    assert cfg.resolved()["models"] == synthetic.resolved()["models"]
+    study = load("synthetic_seeds")  # the 64 px study's data and models
+    assert cfg.resolved()["dataset"] == study.resolved()["dataset"]
+    assert cfg.resolved()["models"] == study.resolved()["models"]

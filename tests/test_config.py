@@ -2,6 +2,7 @@ import copy
 import json
 import tomllib
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -216,12 +217,19 @@ def test_bad_toml_file(tmp_path):
         load(str(path))
 
 
-def test_seeds_config_trains_the_default_benchmarks_models():
-    """configs/synthetic_seeds.toml must keep the default benchmark's data and models, so that its
-    seed 0 reads the same models as `make bench` (README, "Does the joint explainer beat post-hoc
-    methods?")."""
-    default, seeds = load("synthetic").resolved(), load("synthetic_seeds").resolved()
-    assert seeds["dataset"] == default["dataset"] and seeds["models"] == default["models"]
+def test_study_configs_share_the_study_scale():
+    """The 64 px studies (configs/synthetic_seeds.toml, synthetic_meta.toml, aopc_grid.toml) keep one
+    set of data and models, so that they share cells, and synthetic_seeds keeps the settings its
+    committed runs were made with (README, "Does the joint explainer beat post-hoc methods?")."""
+    seeds, meta = load("synthetic_seeds").resolved(), load("synthetic_meta").resolved()
+    assert load("aopc_grid").resolved()["dataset"] == seeds["dataset"] == meta["dataset"]
+    assert load("aopc_grid").resolved()["models"] == seeds["models"]
+    assert meta["models"]["resnet18"] == seeds["models"]["resnet18"]
     assert {"gradcam", "integrated_gradients", "occlusion", "deep_taylor", "joint"} <= set(seeds["methods"])
     assert {"pompom_pos", "relevance_mass", "relevance_mass_t75"} <= set(seeds["metrics"])
-    assert {"pompom_pos", "relevance_mass_t75"} <= set(default["metrics"])
+    assert {"pompom_pos", "relevance_mass_t75"} <= set(load("synthetic").resolved()["metrics"])
+    for variant in ("nocolour", "colour"):
+        (run,) = (Path(__file__).parents[1] / "results" / "synthetic_seeds" / "width16" / variant).glob("*/manifest.json")
+        made = json.loads(run.read_text())["config"]
+        config = load("synthetic_seeds", [f"dataset.variant=\"{variant}\""]).resolved()
+        assert made["models"] == json.loads(json.dumps(config["models"]))
