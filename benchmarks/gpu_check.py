@@ -16,7 +16,8 @@ Steps (each with its own time limit, so one slow step cannot eat the others' tim
    into a temporary folder): its wall time; its leaderboard, models, costs and manifest are
    copied next to the figures as bench_<name>;
 5. ROAD: the batched imputation against the per-image reference (benchmarks/road.py --device cuda);
-6. seconds and forward passes per image of every method at 224 px (benchmarks/method_costs.py);
+6. seconds and forward passes per image of every method on a ResNet50 at 224 px, and each one's
+   peak GPU memory on a batch of 64 against an 8 GiB memory budget (benchmarks/method_costs.py);
 7. the re-explaining metrics (max_sensitivity, local_lipschitz, relative_input_stability,
    smooth_mprt) against Quantus on the same noise: equal numbers and the speed of batching
    (benchmarks/robustness.py --device cuda);
@@ -48,10 +49,11 @@ STEPS: list[tuple[str, list[str], int]] = [
     ("engine vs quantus, ResNet50 224 px",
      [PY, "benchmarks/engine.py", "--case", "cuda", "--repeat", "2"], 95),
     ("default benchmark on CUDA, nothing cached",
-     [PY, "-m", "xaibench", "run", "synthetic", "--device", "cuda", "--no-progress", "--out", "{tmp}"], 160),
+     [PY, "-m", "xaibench", "run", "synthetic", "--device", "cuda", "--no-progress", "--out", "{tmp}"], 100),
     ("ROAD imputation, batched vs reference", [PY, "benchmarks/road.py", "--device", "cuda"], 50),
-    ("method costs, 224 px", [PY, "benchmarks/method_costs.py", "--device", "cuda", "--size", "224",
-                              "--images", "32"], 50),
+    ("method costs and peak memory, ResNet50 224 px, batch 64",
+     [PY, "benchmarks/method_costs.py", "--device", "cuda", "--arch", "resnet50", "--size", "224",
+      "--images", "64", "--memory", "8GiB"], 110),
     ("re-explaining metrics vs quantus",
      [PY, "benchmarks/robustness.py", "--device", "cuda", "--images", "16", "--size", "64", "--samples", "10",
       "--smooth-samples", "5", "--repeat", "1"], 25),

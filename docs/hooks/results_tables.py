@@ -228,7 +228,7 @@ def threads(run_a: str, run_b: str) -> str:
 LEADERBOARD_METRICS = {"aopc": "AOPC", "deletion": "deletion", "insertion": "insertion", "road": "ROAD",
                        "mprt": "MPRT", "pompom_pos": "POMPOM pos.", "relevance_mass": "mass",
                        "relevance_mass_t75": "mass >0.75", "srg": "SRG", "random_logit": "Random Logit",
-                       "complexity": "complexity"}
+                       "complexity": "complexity", "max_sensitivity": "max-sens."}
 
 
 def _cell(r: pd.Series, metric: str) -> str:
