@@ -206,7 +206,8 @@ def test_results_tables_are_generated_from_the_committed_runs():
     current = "results/synthetic/synthetic-7af24ffa"  # the reference run the docs read
     board = pd.read_csv(root / current / "leaderboard.csv")
     ig = board[(board["model"] == "resnet18") & (board["method"] == "integrated_gradients")].iloc[0]
-    ranks = f"#{ig['aopc_rank']}" + (f"-{ig['aopc_rank_worst']}" if ig["aopc_rank_worst"] != ig["aopc_rank"] else "")
+    best, worst = ig["aopc_rank"], ig["aopc_rank_worst"]
+    ranks = f"#{best}" + (f"-{worst}" if worst != best else "")
     assert f"| integrated_gradients | {ig['family_rank']:.2f} | {ig['mean_rank']:.2f} | " \
            f"{ig['aopc_mean']:.3f} {ranks} |" in tables.leaderboard(current)
     page = tables.render((DOCS / "joint-results.md").read_text())
