@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
@@ -33,6 +32,7 @@ from xaibench.methods.layers import model_family
 from xaibench.models.configs import ModelConfig, build_model
 from xaibench.params import build
 from xaibench.registry import METHODS
+from xaibench.run.writer import cpu_model
 
 # method -> (images timed, parameter overrides for the timing, factor to the default settings)
 PLAN = {
@@ -49,13 +49,20 @@ PEAK = {"occlusion": {"stride": 16}, "fgvis": {"max_steps": 20}, "rise": {"n_mas
         "expected_gradients": {"n_samples": 20}}
 
 
+def method_for(name: str, params: dict, images: torch.Tensor):
+    """The method with ``params``; one that draws baselines from the training images (a run hands
+    them over) gets 64 random images of the same size here."""
+    method = build(METHODS.get(name), params)
+    if method.reference_split is not None:
+        method.use_references(torch.rand(64, *images.shape[1:], generator=torch.Generator().manual_seed(1)))
+    return method
+
+
 def time_method(name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 n_images: int, repeat: int) -> tuple[float, int, dict, float]:
     n, params, factor = PLAN.get(name, (n_images, {}, 1.0))
     n = min(n, n_images)
-    method = build(METHODS.get(name), params)
-    if method.reference_split is not None:  # a run hands it the training images: 64 random ones here
-        method.use_references(torch.rand(64, *images.shape[1:], generator=torch.Generator().manual_seed(1)))
+    method = method_for(name, params, images)
     method.attribute(model, images[:1], labels[:1])  # warm-up: first-call set-up off the clock
     seconds = []
     for _ in range(repeat):  # the fastest run: the least disturbed by other processes
@@ -67,9 +74,7 @@ def time_method(name: str, model: torch.nn.Module, images: torch.Tensor, labels:
 
 def peak_mib(name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Peak CUDA memory (MiB) above what is allocated before the call, of one call on the batch."""
-    method = build(METHODS.get(name), PEAK.get(name, {}))
-    if method.reference_split is not None:
-        method.use_references(torch.rand(64, *images.shape[1:], generator=torch.Generator().manual_seed(1)))
+    method = method_for(name, PEAK.get(name, {}), images)
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -96,7 +101,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(args.images, 3, args.size, args.size, generator=gen).to(device)
     labels = torch.randint(0, 2, (args.images,), generator=gen).to(device)
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     cuda = device.type == "cuda"
     budget = resolve(args.memory, device) if cuda else None
     print(f"{args.arch} (no stem max-pool), {args.size}x{args.size}, {device}, torch {torch.__version__}, "

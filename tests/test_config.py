@@ -222,8 +222,9 @@ def test_study_configs_share_the_study_scale():
     set of data and models, so that they share cells, and synthetic_seeds keeps the settings its
     committed runs were made with (README, "Does the joint explainer beat post-hoc methods?")."""
     seeds, meta = load("synthetic_seeds").resolved(), load("synthetic_meta").resolved()
-    assert load("aopc_grid").resolved()["dataset"] == seeds["dataset"] == meta["dataset"]
-    assert load("aopc_grid").resolved()["models"] == seeds["models"]
+    grid = load("aopc_grid").resolved()
+    assert grid["dataset"] == seeds["dataset"] == meta["dataset"]
+    assert grid["models"] == seeds["models"]
     assert meta["models"]["resnet18"] == seeds["models"]["resnet18"]
     assert {"gradcam", "integrated_gradients", "occlusion", "deep_taylor", "joint"} <= set(seeds["methods"])
     assert {"pompom_pos", "relevance_mass", "relevance_mass_t75"} <= set(seeds["metrics"])
