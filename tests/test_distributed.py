@@ -1,5 +1,5 @@
-"""Sharded runs under torchrun (2 processes, gloo on CPU): byte-identical to one process, and a
-rank killed while explaining resumes with the same command."""
+"""Sharded runs under torchrun (2 processes, gloo on CPU): byte-identical to one process, with one
+seed (after a rank killed while explaining resumes with the same command) and with two."""
 
 import os
 import signal
@@ -45,19 +45,6 @@ def children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_two_processes_write_the_same_tables_as_one(tmp_path):
-    single = one_process(tmp_path / "one")
-    assert single.returncode == 0, single.stderr
-    proc = subprocess.run(torchrun(tmp_path / "two"), capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    for name in TABLES:
-        two, one = run_dir(tmp_path / "two") / name, run_dir(tmp_path / "one") / name
-        assert two.read_bytes() == one.read_bytes(), name
-    manifest = (run_dir(tmp_path / "two") / "manifest.json").read_text()
-    assert '"processes": 2' in manifest
-
-
-@pytest.mark.slow
 def test_two_processes_write_the_same_tables_as_one_with_several_seeds(tmp_path):
     seeds = ["--seeds", "0,1", "--set", "dataset.n_train=16"]  # each seed's model trained on rank 0
     single = one_process(tmp_path / "one", *seeds)
@@ -68,6 +55,7 @@ def test_two_processes_write_the_same_tables_as_one_with_several_seeds(tmp_path)
         two, one = run_dir(tmp_path / "two") / name, run_dir(tmp_path / "one") / name
         assert two.read_bytes() == one.read_bytes(), name
     assert "seed" in (run_dir(tmp_path / "one") / "scores.csv").read_text().splitlines()[0].split(",")
+    assert '"processes": 2' in (run_dir(tmp_path / "two") / "manifest.json").read_text()
 
 
 @pytest.mark.slow
@@ -93,5 +81,6 @@ def test_a_rank_killed_while_explaining_resumes_with_the_same_command(tmp_path):
     assert 1 <= len(done) < 4, done
     resumed = subprocess.run(torchrun(out, *SLOW_METHOD), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    for name in TABLES:
+    for name in TABLES:  # one seed: byte-identical to one process, after the resume
         assert (run_dir(out) / name).read_bytes() == (run_dir(tmp_path / "one") / name).read_bytes(), name
+    assert '"processes": 2' in (run_dir(out) / "manifest.json").read_text()
