@@ -21,6 +21,7 @@ def test_architectures_adapt_to_classes_and_size(arch):
 
 
 def test_batchnorm_recalibration_of_a_plain_model(splits):
+    torch.manual_seed(0)
     model = build_model(ModelConfig(id="m", arch="resnet18"), num_classes=2, image_size=(32, 32))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for m in norms:  # stale statistics, as after fast-moving training steps
@@ -36,9 +37,11 @@ def test_batchnorm_recalibration_of_a_plain_model(splits):
     with torch.no_grad():  # one batch holding the whole split: eval mode = train mode's statistics
         train_logits = model(images)
         eval_logits = model.eval()(images)
-    # up to the unbiased variance of the running statistics (n / (n - 1) on 1x1 maps of 16 images)
-    assert torch.allclose(eval_logits, train_logits, atol=0.05)
-    assert not torch.allclose(stale_logits, train_logits, atol=0.05)
+    # up to the unbiased variance of the running statistics (n / (n - 1) on 1x1 maps of 16 images),
+    # which compounds over the layers: 2-3.5% of the logits' scale over 12 initial weights
+    scale = train_logits.abs().max()
+    assert (eval_logits - train_logits).abs().max() < 0.05 * scale
+    assert (stale_logits - train_logits).abs().max() > 0.5 * scale
     stale = build_model(ModelConfig(id="m", arch="resnet18"), num_classes=2, image_size=(32, 32))
     stale.load_state_dict(model.state_dict())
     stale.eval()
