@@ -159,8 +159,9 @@ def flatten(record: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def differences(old: dict, new: dict) -> list[str]:
-    """What changed between two records, one "path: old -> new" line per leaf that differs."""
-    a, b = flatten(old), flatten(new)
+    """What changed between two records, one "path: old -> new" line per leaf that differs, each
+    compared as :func:`digest` sees it (a tuple read back from a record's JSON is a list)."""
+    a, b = (flatten(json.loads(json.dumps(r, default=str))) for r in (old, new))
     lines = []
     for path in sorted(set(a) | set(b)):
         if a.get(path, "<absent>") != b.get(path, "<absent>"):

@@ -181,6 +181,15 @@ def test_run_settings_that_do_not_change_results_keep_every_cell(tmp_path):
     assert all(a.key != b.key for a, b in zip(base.cells, seed.cells))
 
 
+def test_differences_compare_records_as_their_keys_see_them():
+    from xaibench.keys import differences, digest
+
+    cached = {"model": {"settings": {"epochs": [6, 2, 8], "beta": 0.9}}}  # as read back from JSON
+    now = {"model": {"settings": {"epochs": (6, 2, 8), "beta": 0.5}}}
+    assert digest(cached["model"]["settings"]["epochs"]) == digest(now["model"]["settings"]["epochs"])
+    assert differences(cached, now) == ["model.settings.beta: 0.9 -> 0.5"]
+
+
 def test_a_cuda_run_keys_its_cells_by_its_deterministic_kernels(tmp_path, monkeypatch):
     """A cell computed on CUDA records that it used torch's deterministic kernels: results cached
     by a CUDA run without them (before they were asked for) are not reused, and CPU keys stay."""
