@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from xaibench import config
+from xaibench.keys import differences, digest
 from xaibench.params import parameters
 from xaibench.registry import DATASETS, METHODS, METRICS, MODELS
 from xaibench.run.determinism import CUDA_KERNELS
@@ -182,8 +183,6 @@ def test_run_settings_that_do_not_change_results_keep_every_cell(tmp_path):
 
 
 def test_differences_compare_records_as_their_keys_see_them():
-    from xaibench.keys import differences, digest
-
     cached = {"model": {"settings": {"epochs": [6, 2, 8], "beta": 0.9}}}  # as read back from JSON
     now = {"model": {"settings": {"epochs": (6, 2, 8), "beta": 0.5}}}
     assert digest(cached["model"]["settings"]["epochs"]) == digest(now["model"]["settings"]["epochs"])
