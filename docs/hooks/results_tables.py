@@ -296,18 +296,21 @@ def _hybrid_by_seed(run: Path) -> pd.DataFrame:
 
 def seed_threads(*runs: str) -> str:
     """Pairs of runs (RUN_2_THREADS RUN_1_THREAD ...) of one config with several seeds:
-    joint_hybrid's test accuracy, raw and thresholded mass per seed at each thread count."""
+    joint_hybrid's test accuracy, raw and thresholded mass per seed at each thread count, and
+    whether both runs are on the same side of the targets (raw 0.25, thresholded 0.6)."""
     rows = []
     for a, b in zip(runs[::2], runs[1::2]):
         two, one = _hybrid_by_seed(_path(a)), _hybrid_by_seed(_path(b))
         for seed in two.index.intersection(one.index):
             x, y = two.loc[seed], one.loc[seed]
-            same = "yes" if (x["mass"] >= 0.25) == (y["mass"] >= 0.25) else "no"
+            same = ["yes" if (x[m] >= t) == (y[m] >= t) else "no"
+                    for m, t in (("mass", 0.25), ("mass_thresholded", 0.6))]
             rows.append([variant(_path(a)), seed, f"{f3(x['accuracy'])} / {f3(y['accuracy'])}",
                          f"{f3(x['mass'])} / {f3(y['mass'])}",
-                         f"{f3(x['mass_thresholded'])} / {f3(y['mass_thresholded'])}", same])
+                         f"{f3(x['mass_thresholded'])} / {f3(y['mass_thresholded'])}", *same])
     return table(["variant", "seed", "test accuracy (2 / 1 threads)", "mass in the box (2 / 1)",
-                  "mass > 0.75 max (2 / 1)", "same side of 0.25"], rows)
+                  "mass > 0.75 max (2 / 1)", "same side of 0.25 (mass)", "same side of 0.6 (> 0.75 max)"],
+                 rows)
 
 
 def meta(run: str) -> str:
