@@ -27,7 +27,8 @@ Tables:
   run's verdict sentence.
 - ``seed_threads RUN_A RUN_B ...``: pairs of multi-seed runs of one config at 2 and at 1 torch
   thread: per variant and seed, joint_hybrid's test accuracy and its map's raw and thresholded
-  mass in the box at each thread count, and whether both runs are on the same side of 0.25.
+  mass in the box at each thread count, and whether both runs are on the same side of the targets
+  (raw 0.25, thresholded 0.6).
 - ``meta RUN``: a run with ``[meta]``: per model and meta-evaluated metric, MC, Krippendorff's
   alpha, rank stability and whether the metric passes the thresholds (the run's verdict, read
   from the ``<metric>_trusted`` columns of its leaderboard).
