@@ -212,6 +212,13 @@ def test_results_tables_are_generated_from_the_committed_runs():
            f"{ig['aopc_mean']:.3f} {ranks} |" in tables.leaderboard(current)
     page = tables.render((DOCS / "joint-results.md").read_text())
     assert "<!-- table:" not in page and "| 0.500 | 0.563 |" in page  # nocolour seed 0's joint maps
+    beyond = "results/experiments/joint_hybrid_seeds/runs/nc_seeds345-e643295d"  # seeds 3, 4, 5
+    claims = pd.read_csv(root / beyond / "joint_claim.csv", dtype={"seed": str}).set_index("seed")
+    row = next(line for line in tables.hybrid_seeds(beyond).splitlines()
+               if line.startswith("| nocolour | 3 |"))
+    mass, thresholded = claims.loc["3", "mass"], claims.loc["3", "mass_thresholded"]
+    assert row.endswith(f"| {mass:.3f} | {thresholded:.3f} | {'yes' if mass >= 0.25 else 'no'} | "
+                        f"{'yes' if thresholded >= 0.6 else 'no'} |")
 
 
 PEERS = ("captum", "quantus", "grad-cam", "zennit", "timm", "torchvision", "pytorch")

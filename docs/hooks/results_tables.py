@@ -314,6 +314,21 @@ def seed_threads(*runs: str) -> str:
                  rows)
 
 
+def hybrid_seeds(*runs: str) -> str:
+    """joint_hybrid's own map per training seed over runs of the same model settings (the study's
+    seeds and more): test accuracy, raw and thresholded mass, and whether each reaches its
+    target (raw 0.25, thresholded 0.6)."""
+    rows = []
+    for run in map(_path, runs):
+        phase3 = manifest(run)["config"]["models"]["joint_hybrid"]["epochs"][2]
+        for seed, r in _hybrid_by_seed(run).iterrows():
+            rows.append([variant(run), seed, phase3, f"`{run.name}`", f3(r["accuracy"]), f3(r["mass"]),
+                         f3(r["mass_thresholded"]), _flag(r["mass"] >= 0.25),
+                         _flag(r["mass_thresholded"] >= 0.6)])
+    return table(["variant", "seed", "phase-3 epochs", "run", "test accuracy", "mass in the box",
+                  "mass > 0.75 max", "mass >= 0.25", "> 0.75 max >= 0.6"], rows)
+
+
 def meta(run: str) -> str:
     figures = pd.read_csv(_path(run) / "meta.csv")
     board = pd.read_csv(_path(run) / "leaderboard.csv")
@@ -329,7 +344,7 @@ def meta(run: str) -> str:
 TABLES: dict[str, Callable[..., str]] = {"provenance": provenance, "seeds": seeds, "merged": merged,
                                          "ordering": ordering, "leaderboard": leaderboard,
                                          "threads": threads, "claim": claim, "meta": meta,
-                                         "seed_threads": seed_threads}
+                                         "seed_threads": seed_threads, "hybrid_seeds": hybrid_seeds}
 END = "<!-- end table -->"
 BLOCK = re.compile(r"^(<!-- table: (.+?) -->)\n.*?^" + re.escape(END) + "$", re.M | re.S)
 
