@@ -229,7 +229,7 @@ def test_study_configs_share_the_study_scale():
     assert {"gradcam", "integrated_gradients", "occlusion", "deep_taylor", "joint"} <= set(seeds["methods"])
     assert {"pompom_pos", "relevance_mass", "relevance_mass_t75"} <= set(seeds["metrics"])
     assert {"pompom_pos", "relevance_mass_t75"} <= set(load("synthetic").resolved()["metrics"])
-    committed = Path(__file__).parents[1] / "results" / "synthetic_seeds" / "alpha025"
+    committed = Path(__file__).parents[1] / "results" / "synthetic_seeds" / "e6"
     for variant in ("nocolour", "colour"):
         (run,) = (committed / variant).glob("*/manifest.json")
         made = json.loads(run.read_text())["config"]
